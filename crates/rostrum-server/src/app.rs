@@ -1,0 +1,176 @@
+//! Wiring: the SFU worker, signaling, the web pages, `/healthz` and `/metrics` on one HTTP port.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use axum::Router;
+use rostrum_sfu::{spawn_worker, RouterOptions, WorkerHandle, WorkerOptions};
+use tower_http::services::{ServeDir, ServeFile};
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+pub async fn serve(c: Config) -> anyhow::Result<()> {
+    rostrum_sfu::install_crypto();
+    let worker = spawn_worker(WorkerOptions {
+        bind_ip: c.bind_ip,
+        port: c.media_port,
+        announced_ip: c.announced_ip(),
+        enable_tcp: c.ice_tcp,
+        router: RouterOptions {
+            max_participants: c.room_cap,
+            ..Default::default()
+        },
+    })
+    .await
+    .with_context(|| format!("cannot bind the media port {}:{}", c.bind_ip, c.media_port))?;
+
+    if !c.web_root.join("stream.html").is_file() {
+        warn!(
+            web_root = %c.web_root.display(),
+            "the web app is not built here: /stream and /watch will be 404 (run `npm ci --prefix web && npm run build --prefix web`)"
+        );
+    }
+    let app = app(&c, worker.clone());
+    let listener = tokio::net::TcpListener::bind(c.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", c.http))?;
+    let http = listener.local_addr()?;
+    let host = if http.ip().is_unspecified() {
+        c.announced_ip()
+    } else {
+        http.ip()
+    };
+    let base = format!("http://{}", std::net::SocketAddr::new(host, http.port()));
+    println!("Rostrum is up:");
+    println!("  stage:    {base}/stream");
+    println!("  audience: {base}/watch");
+    println!(
+        "  media:    udp{} {}",
+        if c.ice_tcp { "+tcp" } else { "" },
+        std::net::SocketAddr::new(c.announced_ip(), worker.media_addr.port())
+    );
+    info!(%http, media = %worker.media_addr, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("http server failed")
+}
+
+fn app(c: &Config, worker: WorkerHandle) -> Router {
+    let root = &c.web_root;
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/stream") }))
+        .route_service("/stream", ServeFile::new(root.join("stream.html")))
+        .route_service("/watch", ServeFile::new(root.join("watch.html")))
+        .nest_service("/assets", ServeDir::new(root.join("assets")))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics).with_state(worker.clone()))
+        .merge(rostrum_signal::app(worker))
+}
+
+async fn metrics(State(w): State<WorkerHandle>) -> impl IntoResponse {
+    let m = &w.metrics;
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = write!(
+            out,
+            "# HELP rostrum_{name} {help}\n# TYPE rostrum_{name} {kind}\nrostrum_{name} {v}\n"
+        );
+    };
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    put(
+        "rooms",
+        "gauge",
+        "Rooms with a router on this node.",
+        g(&m.rooms),
+    );
+    put(
+        "participants",
+        "gauge",
+        "Participants on stage.",
+        g(&m.participants),
+    );
+    put("producers", "gauge", "Incoming tracks.", g(&m.producers));
+    put("consumers", "gauge", "Outgoing tracks.", g(&m.consumers));
+    put(
+        "transports",
+        "gauge",
+        "WebRTC transports.",
+        g(&m.transports),
+    );
+    put(
+        "rtp_packets_in_total",
+        "counter",
+        "RTP packets received from publishers.",
+        g(&m.rtp_in),
+    );
+    put(
+        "rtp_packets_forwarded_total",
+        "counter",
+        "RTP packets written to consumers.",
+        g(&m.rtp_forwarded),
+    );
+    put(
+        "rtp_payload_bytes_forwarded_total",
+        "counter",
+        "RTP payload bytes written to consumers.",
+        g(&m.bytes_forwarded),
+    );
+    put(
+        "keyframe_requests_total",
+        "counter",
+        "PLIs sent to publishers.",
+        g(&m.keyframe_requests),
+    );
+    put(
+        "transports_timed_out_total",
+        "counter",
+        "Transports closed for silence or ICE failure.",
+        g(&m.transports_timed_out),
+    );
+    put(
+        "datagrams_in_total",
+        "counter",
+        "Datagrams received on the media port.",
+        g(&m.datagrams_in),
+    );
+    put(
+        "datagrams_unroutable_total",
+        "counter",
+        "Datagrams that matched no transport.",
+        g(&m.datagrams_unroutable),
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutting down");
+}

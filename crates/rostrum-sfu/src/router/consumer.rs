@@ -1,0 +1,28 @@
+//! `Consumer`: one producer forwarded to one receive (or WHEP) transport.
+
+use std::collections::HashMap;
+
+use str0m::media::{MediaKind, Mid, Pt};
+
+use crate::ids::{ConsumerId, ProducerId, TransportId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerState {
+    /// Waiting for the next offer on its transport.
+    Queued,
+    /// In an offer the client has not answered yet.
+    Negotiating,
+    /// Negotiated: packets flow.
+    Active,
+}
+
+pub(crate) struct Consumer {
+    pub id: ConsumerId,
+    pub producer: ProducerId,
+    pub transport: TransportId,
+    pub kind: MediaKind,
+    pub mid: Option<Mid>,
+    pub state: ConsumerState,
+    /// Producer payload type → the payload type this consumer's peer uses for the same codec.
+    pub pt_map: HashMap<Pt, Option<Pt>>,
+}

@@ -1,0 +1,1179 @@
+//! `Router`: one room, as a sans-IO state machine.
+//!
+//! Inputs: commands (join, publish, answer, mute, leave, WHEP), datagrams for one of its
+//! transports, and timeouts. Outputs ([`Router::poll_output`]): datagrams to transmit, notices
+//! for signaling, transports opened/closed (for the demultiplexer) and the next timeout.
+//! No socket, clock or task inside: tests drive it with str0m clients in memory.
+
+mod consumer;
+mod producer;
+mod transport;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+use tracing::{debug, info, warn};
+
+use crate::error::SfuError;
+use crate::ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
+use consumer::{Consumer, ConsumerState};
+use producer::{KeyframeLimiter, Producer};
+use transport::{matching_pt, offered_mids, WebRtcTransport};
+pub use transport::{parse_offer, TransportOwner, TransportRole};
+
+/// Options of one router (room). Defaults suit a public stage.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Most participants (publishers) on the stage at once; the next join gets `room-full`.
+    pub max_participants: usize,
+    /// Host candidates of the node's media port (UDP and passive TCP) put in every answer/offer.
+    pub candidates: Vec<Candidate>,
+    /// Keyframe requests to one publisher are at least this far apart.
+    pub keyframe_min_interval: Duration,
+    /// A connected transport silent this long is dead (tab killed, network gone).
+    pub inactivity_timeout: Duration,
+    /// A transport that never connects is dropped after this long.
+    pub connect_timeout: Duration,
+    /// Most m-lines accepted in one client offer.
+    pub max_tracks_per_offer: usize,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            max_participants: 9,
+            candidates: Vec::new(),
+            keyframe_min_interval: Duration::from_millis(500),
+            inactivity_timeout: Duration::from_secs(4),
+            connect_timeout: Duration::from_secs(20),
+            max_tracks_per_offer: 16,
+        }
+    }
+}
+
+/// Who a notice is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every participant of the room, but one.
+    Room { except: Option<ParticipantId> },
+    /// One participant.
+    Participant(ParticipantId),
+}
+
+/// What kind of media a producer carries, as signaling spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+impl From<MediaKind> for Kind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Audio => Kind::Audio,
+            MediaKind::Video => Kind::Video,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerInfo {
+    pub id: ProducerId,
+    pub kind: Kind,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub producers: Vec<ProducerInfo>,
+}
+
+/// One m-line of a receive-transport offer and the producer it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackInfo {
+    pub mid: String,
+    pub producer_id: ProducerId,
+    pub participant_id: ParticipantId,
+    pub kind: Kind,
+}
+
+/// Notices for signaling; names and payloads are those of docs/protocol.md.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "kebab-case")]
+pub enum Notice {
+    ParticipantJoined {
+        id: ParticipantId,
+        name: String,
+    },
+    ParticipantLeft {
+        id: ParticipantId,
+    },
+    #[serde(rename_all = "camelCase")]
+    ProducerAdded {
+        id: ProducerId,
+        participant_id: ParticipantId,
+        kind: Kind,
+    },
+    #[serde(rename_all = "camelCase")]
+    ProducerRemoved {
+        id: ProducerId,
+        participant_id: ParticipantId,
+    },
+    #[serde(rename_all = "camelCase")]
+    ProducerMuted {
+        id: ProducerId,
+        participant_id: ParticipantId,
+        kind: Kind,
+        muted: bool,
+    },
+    Offer {
+        sdp: String,
+        tracks: Vec<TrackInfo>,
+    },
+}
+
+impl Notice {
+    /// The Socket.IO event name.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Notice::ParticipantJoined { .. } => "participant-joined",
+            Notice::ParticipantLeft { .. } => "participant-left",
+            Notice::ProducerAdded { .. } => "producer-added",
+            Notice::ProducerRemoved { .. } => "producer-removed",
+            Notice::ProducerMuted { .. } => "producer-muted",
+            Notice::Offer { .. } => "offer",
+        }
+    }
+}
+
+/// What the router asks its driver to do.
+#[derive(Debug)]
+pub enum RouterOutput {
+    /// Send this datagram (or TCP frame) for this transport.
+    Transmit(TransportId, Transmit),
+    /// Tell these participants.
+    Notify(Audience, Notice),
+    /// Route datagrams whose STUN username starts with `ufrag` to this transport.
+    TransportOpened(TransportId, String),
+    /// Forget this transport in the demultiplexer.
+    TransportClosed(TransportId),
+    /// A participant left (asked to, timed out or failed); the driver drops its mailbox.
+    ParticipantGone(ParticipantId),
+    /// Nothing more to do before this instant.
+    Timeout(Instant),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RouterStats {
+    pub rtp_in: u64,
+    pub rtp_forwarded: u64,
+    pub bytes_forwarded: u64,
+    pub keyframe_requests: u64,
+    pub transports_timed_out: u64,
+}
+
+/// Whether a participant is a person on `/stream` (receives everyone) or a WHIP ingest (sends only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipantKind {
+    Stage,
+    Whip,
+}
+
+struct Participant {
+    name: String,
+    send: Option<TransportId>,
+    recv: Option<TransportId>,
+    producers: Vec<ProducerId>,
+}
+
+/// Result of a join.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub participant_id: ParticipantId,
+    pub others: Vec<ParticipantInfo>,
+}
+
+/// Result of a publish.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub answer: String,
+    pub producers: Vec<(ProducerId, Kind, String)>,
+}
+
+pub struct Router {
+    room: RoomId,
+    opts: RouterOptions,
+    participants: BTreeMap<ParticipantId, Participant>,
+    transports: HashMap<TransportId, WebRtcTransport>,
+    producers: HashMap<ProducerId, Producer>,
+    consumers: HashMap<ConsumerId, Consumer>,
+    producer_by_mid: HashMap<(TransportId, Mid), ProducerId>,
+    consumer_by_mid: HashMap<(TransportId, Mid), ConsumerId>,
+    /// WHEP transports: m-lines offered by the player not yet carrying a producer.
+    whep_free_mids: HashMap<TransportId, Vec<(Mid, MediaKind)>>,
+    /// Per consumer: the producer sequence number its first packet had.
+    seq_base: HashMap<ConsumerId, u64>,
+    out: VecDeque<RouterOutput>,
+    stats: RouterStats,
+    last_liveness_check: Option<Instant>,
+}
+
+const LIVENESS_TICK: Duration = Duration::from_millis(250);
+
+impl Router {
+    pub fn new(room: RoomId, opts: RouterOptions) -> Self {
+        Router {
+            room,
+            opts,
+            participants: BTreeMap::new(),
+            transports: HashMap::new(),
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            producer_by_mid: HashMap::new(),
+            consumer_by_mid: HashMap::new(),
+            whep_free_mids: HashMap::new(),
+            seq_base: HashMap::new(),
+            out: VecDeque::new(),
+            stats: RouterStats::default(),
+            last_liveness_check: None,
+        }
+    }
+
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
+    pub fn stats(&self) -> RouterStats {
+        self.stats
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// A room with nobody in it and no viewers can be dropped by its owner.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty() && self.transports.is_empty()
+    }
+
+    pub fn participant_ids(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.participants.keys().copied()
+    }
+
+    /// Find a participant by id text or, failing that, by a unique display name.
+    pub fn find_participant(&self, key: &str) -> Option<ParticipantId> {
+        if let Ok(id) = key.parse::<ParticipantId>() {
+            if self.participants.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        let mut named = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.name == key)
+            .map(|(id, _)| *id);
+        match (named.next(), named.next()) {
+            (Some(id), None) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn info(&self, id: ParticipantId, p: &Participant) -> ParticipantInfo {
+        ParticipantInfo {
+            id,
+            name: p.name.clone(),
+            producers: p
+                .producers
+                .iter()
+                .filter_map(|pr| self.producers.get(pr))
+                .map(|pr| ProducerInfo {
+                    id: pr.id,
+                    kind: pr.kind.into(),
+                    muted: pr.muted,
+                })
+                .collect(),
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Put a participant on the stage. A stage participant gets a receive transport and a
+    /// consumer of every producer already there; the server offers it as soon as there is one.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        name: &str,
+        kind: ParticipantKind,
+    ) -> Result<Joined, SfuError> {
+        let name = crate::ids::clean_display_name(name)?;
+        if self.participants.len() >= self.opts.max_participants {
+            return Err(SfuError::RoomFull(self.opts.max_participants));
+        }
+        let id = ParticipantId::random();
+        let others = self
+            .participants
+            .iter()
+            .map(|(pid, p)| self.info(*pid, p))
+            .collect();
+        let recv = (kind == ParticipantKind::Stage).then(|| {
+            self.open_transport(now, TransportRole::Recv, TransportOwner::Participant(id))
+        });
+        self.participants.insert(
+            id,
+            Participant {
+                name: name.clone(),
+                send: None,
+                recv,
+                producers: Vec::new(),
+            },
+        );
+        if let Some(recv) = recv {
+            let existing: Vec<ProducerId> = self.producers.keys().copied().collect();
+            for pr in existing {
+                self.add_consumer(pr, recv);
+            }
+            self.negotiate(recv);
+        }
+        info!(room = %self.room, participant = %id, %name, "joined");
+        self.notify(
+            Audience::Room { except: Some(id) },
+            Notice::ParticipantJoined { id, name },
+        );
+        Ok(Joined {
+            participant_id: id,
+            others,
+        })
+    }
+
+    /// Accept an offer on the participant's send transport (created on first use).
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        sdp: &str,
+    ) -> Result<Published, SfuError> {
+        let p = self
+            .participants
+            .get(&pid)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let existing = p.send;
+        let max = self.opts.max_tracks_per_offer;
+        parse_offer(sdp, max)?;
+        let tid = match existing {
+            Some(t) => t,
+            None => {
+                let t =
+                    self.open_transport(now, TransportRole::Send, TransportOwner::Participant(pid));
+                if let Some(p) = self.participants.get_mut(&pid) {
+                    p.send = Some(t);
+                }
+                t
+            }
+        };
+        let t = self
+            .transports
+            .get_mut(&tid)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let answer = t.accept_offer(sdp, max)?;
+        let incoming: Vec<(Mid, MediaKind)> = offered_mids(sdp)
+            .into_iter()
+            .filter_map(|mid| t.rtc.media(mid).map(|m| (mid, m)))
+            .filter(|(_, m)| m.direction().is_receiving())
+            .map(|(mid, m)| (mid, m.kind()))
+            .collect();
+        for (mid, kind) in incoming {
+            self.add_producer(now, pid, tid, mid, kind);
+        }
+        self.negotiate_all();
+        self.drive(now);
+        let producers = self
+            .participants
+            .get(&pid)
+            .map(|p| {
+                p.producers
+                    .iter()
+                    .filter_map(|id| self.producers.get(id))
+                    .map(|pr| (pr.id, pr.kind.into(), pr.mid.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Published { answer, producers })
+    }
+
+    /// The client's answer to our latest offer on its receive transport.
+    pub fn answer(&mut self, now: Instant, pid: ParticipantId, sdp: &str) -> Result<(), SfuError> {
+        let tid = self
+            .participants
+            .get(&pid)
+            .and_then(|p| p.recv)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let t = self
+            .transports
+            .get_mut(&tid)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let Some((pending, added)) = t.pending.take() else {
+            return Err(SfuError::NoPendingOffer);
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                // Keep the offer pending: the client may still send a good answer.
+                t.pending = Some((pending, added));
+                return Err(SfuError::BadSdp(e.to_string()));
+            }
+        };
+        if let Err(e) = t.rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is void: queue its consumers again for a fresh one.
+            for cid in &added {
+                if let Some(c) = self.consumers.get_mut(cid) {
+                    if let Some(mid) = c.mid.take() {
+                        self.consumer_by_mid.remove(&(tid, mid));
+                    }
+                    c.state = ConsumerState::Queued;
+                    t.queued_add.push(*cid);
+                }
+            }
+            self.negotiate(tid);
+            return Err(SfuError::SdpRejected(e.to_string()));
+        }
+        t.dirty = true;
+        let mut keyframes = Vec::new();
+        for cid in added {
+            if let Some(c) = self.consumers.get_mut(&cid) {
+                c.state = ConsumerState::Active;
+                keyframes.push(c.producer);
+            }
+        }
+        for pr in keyframes {
+            self.request_keyframe(now, pr);
+        }
+        self.negotiate(tid);
+        self.drive(now);
+        Ok(())
+    }
+
+    /// Stop or resume forwarding a participant's producer of one kind.
+    pub fn mute(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        kind: Kind,
+        muted: bool,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get(&pid)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let ids: Vec<ProducerId> = p.producers.clone();
+        for id in ids {
+            let Some(pr) = self.producers.get_mut(&id) else {
+                continue;
+            };
+            if Kind::from(pr.kind) != kind || pr.muted == muted {
+                continue;
+            }
+            pr.muted = muted;
+            self.notify(
+                Audience::Room { except: Some(pid) },
+                Notice::ProducerMuted {
+                    id,
+                    participant_id: pid,
+                    kind,
+                    muted,
+                },
+            );
+            if !muted {
+                self.request_keyframe(now, id);
+            }
+        }
+        self.drive(now);
+        Ok(())
+    }
+
+    /// Remove a participant and everything it owns; everyone else is told.
+    pub fn leave(&mut self, pid: ParticipantId, why: &str) {
+        let Some(p) = self.participants.remove(&pid) else {
+            return;
+        };
+        info!(room = %self.room, participant = %pid, name = %p.name, why, "left");
+        for pr in p.producers {
+            self.remove_producer(pr);
+        }
+        self.negotiate_all();
+        for tid in [p.send, p.recv].into_iter().flatten() {
+            self.close_transport(tid);
+        }
+        let viewers: Vec<TransportId> = self
+            .transports
+            .values()
+            .filter(|t| t.owner == TransportOwner::Viewer(pid))
+            .map(|t| t.id)
+            .collect();
+        for tid in viewers {
+            self.close_transport(tid);
+        }
+        self.notify(
+            Audience::Room { except: Some(pid) },
+            Notice::ParticipantLeft { id: pid },
+        );
+        self.out.push_back(RouterOutput::ParticipantGone(pid));
+    }
+
+    /// Start a WHEP session watching one participant: the player offers recvonly m-lines; the
+    /// first audio and first video m-line carry the participant's producers (now or when they come).
+    pub fn whep(
+        &mut self,
+        now: Instant,
+        target: ParticipantId,
+        sdp: &str,
+    ) -> Result<(TransportId, String), SfuError> {
+        if !self.participants.contains_key(&target) {
+            return Err(SfuError::UnknownParticipant);
+        }
+        parse_offer(sdp, self.opts.max_tracks_per_offer)?;
+        let tid = self.open_transport(now, TransportRole::Whep, TransportOwner::Viewer(target));
+        let max = self.opts.max_tracks_per_offer;
+        let answer = match self.transports.get_mut(&tid) {
+            Some(t) => t.accept_offer(sdp, max).map(|answer| {
+                let free: Vec<(Mid, MediaKind)> = offered_mids(sdp)
+                    .into_iter()
+                    .filter_map(|mid| t.rtc.media(mid).map(|m| (mid, m)))
+                    .filter(|(_, m)| m.direction().is_sending())
+                    .map(|(mid, m)| (mid, m.kind()))
+                    .collect();
+                (answer, free)
+            }),
+            None => Err(SfuError::UnknownSession),
+        };
+        match answer {
+            Ok((answer, free)) => {
+                self.whep_free_mids.insert(tid, free);
+                self.bind_whep(now, tid);
+                self.drive(now);
+                Ok((tid, answer))
+            }
+            Err(e) => {
+                self.close_transport(tid);
+                Err(e)
+            }
+        }
+    }
+
+    /// End a WHEP session.
+    pub fn close_whep(&mut self, tid: TransportId) -> Result<(), SfuError> {
+        match self.transports.get(&tid) {
+            Some(t) if t.role == TransportRole::Whep => {
+                self.close_transport(tid);
+                Ok(())
+            }
+            _ => Err(SfuError::UnknownSession),
+        }
+    }
+
+    // ------------------------------------------------------------- network/time
+
+    /// A datagram the demultiplexer routed to one of our transports.
+    pub fn handle_receive(&mut self, now: Instant, tid: TransportId, r: Receive) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if let Err(e) = t.handle_receive(now, r) {
+            debug!(transport = %tid, "bad input: {e}");
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in self.transports.values_mut() {
+            if t.next_timeout.is_some_and(|at| at <= now) {
+                if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
+                    debug!(transport = %t.id, "timeout handling failed: {e}");
+                }
+                t.dirty = true;
+            }
+        }
+        let due: Vec<ProducerId> = self
+            .producers
+            .values()
+            .filter(|p| {
+                p.keyframes
+                    .due(self.opts.keyframe_min_interval)
+                    .is_some_and(|at| at <= now)
+            })
+            .map(|p| p.id)
+            .collect();
+        for pr in due {
+            self.request_keyframe(now, pr);
+        }
+        if self
+            .last_liveness_check
+            .is_none_or(|t| now.saturating_duration_since(t) >= LIVENESS_TICK)
+        {
+            self.last_liveness_check = Some(now);
+            self.check_liveness(now);
+        }
+        self.drive(now);
+    }
+
+    pub fn poll_output(&mut self) -> RouterOutput {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let mut next = self
+            .last_liveness_check
+            .map(|t| t + LIVENESS_TICK)
+            .unwrap_or_else(Instant::now);
+        for t in self.transports.values() {
+            if let Some(at) = t.next_timeout {
+                next = next.min(at);
+            }
+        }
+        for p in self.producers.values() {
+            if let Some(at) = p.keyframes.due(self.opts.keyframe_min_interval) {
+                next = next.min(at);
+            }
+        }
+        RouterOutput::Timeout(next)
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn notify(&mut self, to: Audience, n: Notice) {
+        self.out.push_back(RouterOutput::Notify(to, n));
+    }
+
+    fn open_transport(
+        &mut self,
+        now: Instant,
+        role: TransportRole,
+        owner: TransportOwner,
+    ) -> TransportId {
+        let id = TransportId::random();
+        let mut t = WebRtcTransport::new(id, role, owner, now, &self.opts.candidates);
+        let ufrag = t.ufrag();
+        self.transports.insert(id, t);
+        self.out.push_back(RouterOutput::TransportOpened(id, ufrag));
+        id
+    }
+
+    fn close_transport(&mut self, tid: TransportId) {
+        let Some(mut t) = self.transports.remove(&tid) else {
+            return;
+        };
+        t.rtc.disconnect();
+        let gone: Vec<ConsumerId> = self
+            .consumers
+            .values()
+            .filter(|c| c.transport == tid)
+            .map(|c| c.id)
+            .collect();
+        for cid in gone {
+            if let Some(c) = self.consumers.remove(&cid) {
+                if let Some(pr) = self.producers.get_mut(&c.producer) {
+                    pr.consumers.retain(|x| *x != cid);
+                }
+                self.seq_base.remove(&cid);
+            }
+        }
+        self.consumer_by_mid.retain(|(t, _), _| *t != tid);
+        self.producer_by_mid.retain(|(t, _), _| *t != tid);
+        self.whep_free_mids.remove(&tid);
+        self.out.push_back(RouterOutput::TransportClosed(tid));
+    }
+
+    fn add_producer(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        tid: TransportId,
+        mid: Mid,
+        kind: MediaKind,
+    ) {
+        if self.producer_by_mid.contains_key(&(tid, mid)) {
+            return;
+        }
+        let id = ProducerId::random();
+        self.producers.insert(
+            id,
+            Producer {
+                id,
+                participant: pid,
+                transport: tid,
+                mid,
+                kind,
+                muted: false,
+                consumers: Vec::new(),
+                keyframes: KeyframeLimiter::default(),
+            },
+        );
+        self.producer_by_mid.insert((tid, mid), id);
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.producers.push(id);
+        }
+        debug!(room = %self.room, participant = %pid, producer = %id, ?kind, "producer opened");
+        self.notify(
+            Audience::Room { except: Some(pid) },
+            Notice::ProducerAdded {
+                id,
+                participant_id: pid,
+                kind: kind.into(),
+            },
+        );
+        let receivers: Vec<TransportId> = self
+            .participants
+            .iter()
+            .filter(|(other, _)| **other != pid)
+            .filter_map(|(_, p)| p.recv)
+            .collect();
+        for recv in receivers {
+            self.add_consumer(id, recv);
+        }
+        let viewers: Vec<TransportId> = self
+            .transports
+            .values()
+            .filter(|t| t.owner == TransportOwner::Viewer(pid))
+            .map(|t| t.id)
+            .collect();
+        for v in viewers {
+            self.bind_whep(now, v);
+        }
+    }
+
+    fn remove_producer(&mut self, id: ProducerId) {
+        let Some(pr) = self.producers.remove(&id) else {
+            return;
+        };
+        self.producer_by_mid.remove(&(pr.transport, pr.mid));
+        for cid in pr.consumers {
+            let Some(c) = self.consumers.remove(&cid) else {
+                continue;
+            };
+            self.seq_base.remove(&cid);
+            let Some(t) = self.transports.get_mut(&c.transport) else {
+                continue;
+            };
+            t.queued_add.retain(|x| *x != cid);
+            if let Some(mid) = c.mid {
+                self.consumer_by_mid.remove(&(c.transport, mid));
+                match t.role {
+                    TransportRole::Recv => t.queued_stop.push(mid),
+                    // A WHEP m-line is the player's: free it for a later producer of this kind.
+                    _ => self
+                        .whep_free_mids
+                        .entry(c.transport)
+                        .or_default()
+                        .push((mid, c.kind)),
+                }
+            }
+        }
+        self.notify(
+            Audience::Room {
+                except: Some(pr.participant),
+            },
+            Notice::ProducerRemoved {
+                id,
+                participant_id: pr.participant,
+            },
+        );
+    }
+
+    fn add_consumer(&mut self, pr: ProducerId, recv: TransportId) {
+        let Some(producer) = self.producers.get_mut(&pr) else {
+            return;
+        };
+        let id = ConsumerId::random();
+        producer.consumers.push(id);
+        self.consumers.insert(
+            id,
+            Consumer {
+                id,
+                producer: pr,
+                transport: recv,
+                kind: producer.kind,
+                mid: None,
+                state: ConsumerState::Queued,
+                pt_map: HashMap::new(),
+            },
+        );
+        if let Some(t) = self.transports.get_mut(&recv) {
+            t.queued_add.push(id);
+        }
+    }
+
+    /// Attach the watched participant's producers to free m-lines of a WHEP transport.
+    fn bind_whep(&mut self, now: Instant, tid: TransportId) {
+        let Some(TransportOwner::Viewer(target)) = self.transports.get(&tid).map(|t| t.owner)
+        else {
+            return;
+        };
+        let producers: Vec<ProducerId> = self
+            .participants
+            .get(&target)
+            .map(|p| p.producers.clone())
+            .unwrap_or_default();
+        for pr in producers {
+            let already = self
+                .consumers
+                .values()
+                .any(|c| c.transport == tid && c.producer == pr);
+            let Some(kind) = self.producers.get(&pr).map(|p| p.kind) else {
+                continue;
+            };
+            if already {
+                continue;
+            }
+            let free = self.whep_free_mids.entry(tid).or_default();
+            let Some(pos) = free.iter().position(|(_, k)| *k == kind) else {
+                continue;
+            };
+            let (mid, _) = free.remove(pos);
+            let id = ConsumerId::random();
+            if let Some(p) = self.producers.get_mut(&pr) {
+                p.consumers.push(id);
+            }
+            self.consumers.insert(
+                id,
+                Consumer {
+                    id,
+                    producer: pr,
+                    transport: tid,
+                    kind,
+                    mid: Some(mid),
+                    state: ConsumerState::Active,
+                    pt_map: HashMap::new(),
+                },
+            );
+            self.consumer_by_mid.insert((tid, mid), id);
+            self.request_keyframe(now, pr);
+        }
+    }
+
+    /// Offer on every receive transport with queued changes (after a batch of producer changes,
+    /// so one publish or leave is one offer per receiver, not one per track).
+    fn negotiate_all(&mut self) {
+        let recvs: Vec<TransportId> = self
+            .transports
+            .values()
+            .filter(|t| t.role == TransportRole::Recv)
+            .map(|t| t.id)
+            .collect();
+        for tid in recvs {
+            self.negotiate(tid);
+        }
+    }
+
+    /// Send the next offer on a receive transport if none is outstanding and something changed.
+    /// This queue is what makes simultaneous joins glare-free.
+    fn negotiate(&mut self, tid: TransportId) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if t.role != TransportRole::Recv || t.pending.is_some() {
+            return;
+        }
+        if t.queued_add.is_empty() && t.queued_stop.is_empty() {
+            return;
+        }
+        let TransportOwner::Participant(owner) = t.owner else {
+            return;
+        };
+        let adds = std::mem::take(&mut t.queued_add);
+        let stops = std::mem::take(&mut t.queued_stop);
+        let mut api = t.rtc.sdp_api();
+        let mut added = Vec::new();
+        for cid in adds {
+            let Some(c) = self.consumers.get_mut(&cid) else {
+                continue;
+            };
+            let Some(pr) = self.producers.get(&c.producer) else {
+                continue;
+            };
+            let mid = api.add_media(
+                c.kind,
+                Direction::SendOnly,
+                Some(pr.participant.to_string()),
+                Some(pr.id.to_string()),
+                None,
+            );
+            c.mid = Some(mid);
+            c.state = ConsumerState::Negotiating;
+            self.consumer_by_mid.insert((tid, mid), cid);
+            added.push(cid);
+        }
+        for mid in stops {
+            api.stop_media(mid);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        t.pending = Some((pending, added));
+        t.dirty = true;
+        let mut tracks: Vec<TrackInfo> = self
+            .consumers
+            .values()
+            .filter(|c| c.transport == tid && c.state != ConsumerState::Queued)
+            .filter_map(|c| {
+                let pr = self.producers.get(&c.producer)?;
+                Some(TrackInfo {
+                    mid: c.mid?.to_string(),
+                    producer_id: pr.id,
+                    participant_id: pr.participant,
+                    kind: pr.kind.into(),
+                })
+            })
+            .collect();
+        tracks.sort_by(|a, b| a.mid.cmp(&b.mid));
+        self.notify(
+            Audience::Participant(owner),
+            Notice::Offer {
+                sdp: offer.to_sdp_string(),
+                tracks,
+            },
+        );
+    }
+
+    fn request_keyframe(&mut self, now: Instant, pr: ProducerId) {
+        let min = self.opts.keyframe_min_interval;
+        let Some(p) = self.producers.get_mut(&pr) else {
+            return;
+        };
+        if p.kind != MediaKind::Video || !p.keyframes.request(now, min) {
+            return;
+        }
+        let (tid, mid) = (p.transport, p.mid);
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if let Some(rx) = t.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            t.dirty = true;
+            self.stats.keyframe_requests += 1;
+        }
+    }
+
+    fn check_liveness(&mut self, now: Instant) {
+        let mut dead = Vec::new();
+        for t in self.transports.values() {
+            let silent = now.saturating_duration_since(t.last_rx);
+            let is_dead = if t.connected {
+                silent > self.opts.inactivity_timeout
+            } else {
+                now.saturating_duration_since(t.created) > self.opts.connect_timeout
+                    // A receive transport with nothing to receive yet legitimately idles.
+                    && !(t.role == TransportRole::Recv && t.pending.is_none() && !t.connected)
+            } || !t.rtc.is_alive();
+            if is_dead {
+                dead.push((t.id, t.owner, t.role));
+            }
+        }
+        for (tid, owner, role) in dead {
+            self.stats.transports_timed_out += 1;
+            self.transport_failed(tid, owner, role, "media timeout");
+        }
+    }
+
+    fn transport_failed(
+        &mut self,
+        tid: TransportId,
+        owner: TransportOwner,
+        role: TransportRole,
+        why: &str,
+    ) {
+        warn!(room = %self.room, transport = %tid, why, "transport failed");
+        match (owner, role) {
+            (TransportOwner::Participant(pid), _) => self.leave(pid, why),
+            (TransportOwner::Viewer(_), _) => self.close_transport(tid),
+        }
+    }
+
+    /// Drain every transport that has pending output, handling events; events can make other
+    /// transports dirty (forwarded packets), so loop until quiet.
+    fn drive(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        loop {
+            let dirty: Vec<TransportId> = self
+                .transports
+                .values()
+                .filter(|t| t.dirty)
+                .map(|t| t.id)
+                .collect();
+            if dirty.is_empty() {
+                break;
+            }
+            for tid in dirty {
+                let Some(t) = self.transports.get_mut(&tid) else {
+                    continue;
+                };
+                t.dirty = false;
+                let _ = t.rtc.handle_input(Input::Timeout(now));
+                let mut failed = false;
+                loop {
+                    match t.rtc.poll_output() {
+                        Ok(Output::Timeout(at)) => {
+                            t.next_timeout = Some(at);
+                            break;
+                        }
+                        Ok(Output::Transmit(tx)) => {
+                            self.out.push_back(RouterOutput::Transmit(tid, tx));
+                        }
+                        Ok(Output::Event(e)) => events.push(e),
+                        Err(e) => {
+                            debug!(transport = %tid, "poll failed: {e}");
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                let (owner, role) = (t.owner, t.role);
+                for e in events.drain(..) {
+                    self.handle_event(now, tid, e);
+                }
+                if failed {
+                    self.transport_failed(tid, owner, role, "rtc error");
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, tid: TransportId, e: Event) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let (owner, role) = (t.owner, t.role);
+        match e {
+            Event::Connected => {
+                t.connected = true;
+                t.last_rx = now;
+                let waiting: Vec<ProducerId> = self
+                    .consumers
+                    .values()
+                    .filter(|c| c.transport == tid && c.state == ConsumerState::Active)
+                    .map(|c| c.producer)
+                    .collect();
+                for pr in waiting {
+                    self.request_keyframe(now, pr);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.transport_failed(tid, owner, role, "ice disconnected");
+            }
+            Event::RtpPacket(pkt) => self.forward(tid, pkt),
+            Event::KeyframeRequest(req) => {
+                if let Some(pr) = self
+                    .consumer_by_mid
+                    .get(&(tid, req.mid))
+                    .and_then(|c| self.consumers.get(c))
+                    .map(|c| c.producer)
+                {
+                    self.request_keyframe(now, pr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The hot path: one packet from a producer to each of its active consumers.
+    fn forward(&mut self, tid: TransportId, pkt: RtpPacket) {
+        self.stats.rtp_in += 1;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(mid) = t
+            .rtc
+            .direct_api()
+            .stream_rx(&pkt.header.ssrc)
+            .map(|s| s.mid())
+        else {
+            return;
+        };
+        let Some(pr) = self.producer_by_mid.get(&(tid, mid)).copied() else {
+            return;
+        };
+        let Some(producer) = self.producers.get(&pr) else {
+            return;
+        };
+        if producer.muted {
+            return;
+        }
+        let Some(src_params) = t.params_for_pt(pkt.header.payload_type) else {
+            return;
+        };
+        let kind = producer.kind;
+        let ext = ExtensionValues {
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+            video_orientation: pkt.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        for cid in producer.consumers.iter() {
+            let Some(c) = self.consumers.get_mut(cid) else {
+                continue;
+            };
+            if c.state != ConsumerState::Active {
+                continue;
+            }
+            let (Some(mid), Some(ct)) = (c.mid, self.transports.get_mut(&c.transport)) else {
+                continue;
+            };
+            if !ct.connected {
+                continue;
+            }
+            let pt = *c
+                .pt_map
+                .entry(pkt.header.payload_type)
+                .or_insert_with(|| matching_pt(&src_params, &ct.negotiated_params(mid)));
+            let Some(pt) = pt else {
+                continue;
+            };
+            // Each consumer's sequence numbers start near zero (rollover counter 0), whatever
+            // the producer's extended sequence number is when the consumer joins.
+            let base = *self.seq_base.entry(*cid).or_insert(*pkt.seq_no);
+            let Some(seq) = (*pkt.seq_no + 1).checked_sub(base) else {
+                continue;
+            };
+            let mut api = ct.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    SeqNo::from(seq),
+                    pkt.header.timestamp,
+                    pkt.timestamp,
+                    pkt.payload.clone(),
+                )
+                .marker(pkt.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(kind == MediaKind::Video),
+            );
+            ct.dirty = true;
+            self.stats.rtp_forwarded += 1;
+            self.stats.bytes_forwarded += pkt.payload.len() as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

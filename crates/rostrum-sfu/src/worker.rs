@@ -1,0 +1,616 @@
+//! `Worker`: the IO driver. One tokio task owns the node's media port (UDP, plus ICE-TCP on the
+//! same port number), every router and the demultiplexer; signaling talks to it only through
+//! [`WorkerHandle`] messages, so nothing on the packet path takes a lock.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::net::{Protocol, Receive, TcpType};
+use str0m::Candidate;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::demux::Demux;
+use crate::error::SfuError;
+use crate::ids::{ParticipantId, RoomId, TransportId};
+use crate::router::{
+    Audience, Joined, Kind, Notice, ParticipantKind, Published, Router, RouterOptions, RouterOutput,
+};
+
+/// Where the worker listens and what it announces.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Address the media port binds to.
+    pub bind_ip: IpAddr,
+    /// The media port (UDP and TCP); 0 picks a free one.
+    pub port: u16,
+    /// Address put in ICE candidates (the public address behind NAT, or the bind address).
+    pub announced_ip: IpAddr,
+    /// Offer ICE-TCP candidates too.
+    pub enable_tcp: bool,
+    /// Template for every room's router.
+    pub router: RouterOptions,
+}
+
+/// Node-wide counters, readable without talking to the worker task.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    pub rooms: AtomicU64,
+    pub participants: AtomicU64,
+    pub producers: AtomicU64,
+    pub consumers: AtomicU64,
+    pub transports: AtomicU64,
+    pub rtp_in: AtomicU64,
+    pub rtp_forwarded: AtomicU64,
+    pub bytes_forwarded: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    pub transports_timed_out: AtomicU64,
+    pub datagrams_in: AtomicU64,
+    pub datagrams_unroutable: AtomicU64,
+}
+
+/// A participant's mailbox: the notices the router addresses to it.
+pub type Mailbox = mpsc::UnboundedSender<Notice>;
+
+enum Command {
+    Join {
+        room: RoomId,
+        name: String,
+        kind: ParticipantKind,
+        mailbox: Option<Mailbox>,
+        reply: oneshot::Sender<Result<Joined, SfuError>>,
+    },
+    Publish {
+        room: RoomId,
+        pid: ParticipantId,
+        sdp: String,
+        reply: oneshot::Sender<Result<Published, SfuError>>,
+    },
+    Answer {
+        room: RoomId,
+        pid: ParticipantId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Mute {
+        room: RoomId,
+        pid: ParticipantId,
+        kind: Kind,
+        muted: bool,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Leave {
+        room: RoomId,
+        pid: ParticipantId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Whep {
+        room: RoomId,
+        target: String,
+        sdp: String,
+        reply: oneshot::Sender<Result<(ParticipantId, TransportId, String), SfuError>>,
+    },
+    CloseWhep {
+        room: RoomId,
+        session: TransportId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+}
+
+/// Cheap, cloneable handle signaling uses to talk to the worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: mpsc::Sender<Command>,
+    pub metrics: Arc<WorkerMetrics>,
+    /// The media port actually bound (UDP; TCP uses the same number).
+    pub media_addr: SocketAddr,
+}
+
+macro_rules! call {
+    ($self:ident, $variant:ident { $($field:ident),* }) => {{
+        let (reply, rx) = oneshot::channel();
+        $self
+            .tx
+            .send(Command::$variant { $($field,)* reply })
+            .await
+            .map_err(|_| SfuError::WorkerGone)?;
+        rx.await.map_err(|_| SfuError::WorkerGone)?
+    }};
+}
+
+impl WorkerHandle {
+    /// Join `room` (created on first join). `mailbox` receives this participant's notices.
+    pub async fn join(
+        &self,
+        room: RoomId,
+        name: String,
+        kind: ParticipantKind,
+        mailbox: Option<Mailbox>,
+    ) -> Result<Joined, SfuError> {
+        call!(
+            self,
+            Join {
+                room,
+                name,
+                kind,
+                mailbox
+            }
+        )
+    }
+
+    pub async fn publish(
+        &self,
+        room: RoomId,
+        pid: ParticipantId,
+        sdp: String,
+    ) -> Result<Published, SfuError> {
+        call!(self, Publish { room, pid, sdp })
+    }
+
+    pub async fn answer(
+        &self,
+        room: RoomId,
+        pid: ParticipantId,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        call!(self, Answer { room, pid, sdp })
+    }
+
+    pub async fn mute(
+        &self,
+        room: RoomId,
+        pid: ParticipantId,
+        kind: Kind,
+        muted: bool,
+    ) -> Result<(), SfuError> {
+        call!(
+            self,
+            Mute {
+                room,
+                pid,
+                kind,
+                muted
+            }
+        )
+    }
+
+    pub async fn leave(&self, room: RoomId, pid: ParticipantId) -> Result<(), SfuError> {
+        call!(self, Leave { room, pid })
+    }
+
+    /// Start watching `target` (participant id or unique name) in `room`: returns the watched
+    /// participant, the session id and the SDP answer.
+    pub async fn whep(
+        &self,
+        room: RoomId,
+        target: String,
+        sdp: String,
+    ) -> Result<(ParticipantId, TransportId, String), SfuError> {
+        call!(self, Whep { room, target, sdp })
+    }
+
+    pub async fn close_whep(&self, room: RoomId, session: TransportId) -> Result<(), SfuError> {
+        call!(self, CloseWhep { room, session })
+    }
+}
+
+/// Bind the media port and start the worker task.
+pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> {
+    let udp = UdpSocket::bind(SocketAddr::new(opts.bind_ip, opts.port)).await?;
+    let local = udp.local_addr()?;
+    let tcp = if opts.enable_tcp {
+        Some(TcpListener::bind(local).await?)
+    } else {
+        None
+    };
+    let announced = SocketAddr::new(opts.announced_ip, local.port());
+    let mut router_opts = opts.router.clone();
+    router_opts.candidates.clear();
+    router_opts.candidates.push(
+        Candidate::host(announced, Protocol::Udp)
+            .map_err(|e| std::io::Error::other(format!("udp candidate: {e}")))?,
+    );
+    if tcp.is_some() {
+        router_opts.candidates.push(
+            Candidate::builder()
+                .tcp()
+                .host(announced)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| std::io::Error::other(format!("tcp candidate: {e}")))?,
+        );
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    let metrics = Arc::new(WorkerMetrics::default());
+    let (tcp_in_tx, tcp_in_rx) = mpsc::channel(4096);
+    let (tcp_conn_tx, tcp_conn_rx) = mpsc::channel(64);
+    if let Some(listener) = tcp {
+        tokio::spawn(accept_tcp(listener, tcp_in_tx, tcp_conn_tx));
+    }
+    let worker = Worker {
+        udp,
+        local,
+        router_opts,
+        routers: HashMap::new(),
+        transport_room: HashMap::new(),
+        mailboxes: HashMap::new(),
+        demux: Demux::default(),
+        tcp_conns: HashMap::new(),
+        metrics: metrics.clone(),
+    };
+    info!(%local, %announced, tcp = opts.enable_tcp, "media port bound");
+    tokio::spawn(worker.run(rx, tcp_in_rx, tcp_conn_rx));
+    Ok(WorkerHandle {
+        tx,
+        metrics,
+        media_addr: local,
+    })
+}
+
+struct Worker {
+    udp: UdpSocket,
+    local: SocketAddr,
+    router_opts: RouterOptions,
+    routers: HashMap<RoomId, Router>,
+    transport_room: HashMap<TransportId, RoomId>,
+    mailboxes: HashMap<ParticipantId, Mailbox>,
+    demux: Demux,
+    /// ICE-TCP connections by remote address: where to write framed packets.
+    tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    metrics: Arc<WorkerMetrics>,
+}
+
+/// An RFC 4571 frame that arrived on an ICE-TCP connection.
+struct TcpFrame {
+    remote: SocketAddr,
+    local: SocketAddr,
+    data: Vec<u8>,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut tcp_in: mpsc::Receiver<TcpFrame>,
+        mut tcp_conns: mpsc::Receiver<(SocketAddr, Option<mpsc::Sender<Vec<u8>>>)>,
+    ) {
+        let mut buf = vec![0u8; 2048];
+        let mut deadline = Instant::now();
+        loop {
+            let sleep = tokio::time::sleep_until(deadline.into());
+            tokio::select! {
+                r = self.udp.recv_from(&mut buf) => match r {
+                    Ok((n, source)) => {
+                        let now = Instant::now();
+                        self.on_datagram(now, Protocol::Udp, source, self.local, &buf[..n]);
+                    }
+                    Err(e) => debug!("udp recv: {e}"),
+                },
+                Some(f) = tcp_in.recv() => {
+                    let now = Instant::now();
+                    self.on_datagram(now, Protocol::Tcp, f.remote, f.local, &f.data);
+                }
+                Some((remote, conn)) = tcp_conns.recv() => match conn {
+                    Some(c) => { self.tcp_conns.insert(remote, c); }
+                    None => { self.tcp_conns.remove(&remote); }
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(Instant::now(), cmd),
+                    None => {
+                        info!("worker handle dropped; stopping");
+                        return;
+                    }
+                },
+                _ = sleep => {
+                    let now = Instant::now();
+                    for r in self.routers.values_mut() {
+                        r.handle_timeout(now);
+                    }
+                }
+            }
+            deadline = self.flush().await;
+        }
+    }
+
+    fn on_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        self.metrics.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        let Some(tid) = self.demux.route(proto, source, data) else {
+            self.metrics
+                .datagrams_unroutable
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let Some(router) = self
+            .transport_room
+            .get(&tid)
+            .and_then(|r| self.routers.get_mut(r))
+        else {
+            return;
+        };
+        router.handle_receive(
+            now,
+            tid,
+            Receive {
+                proto,
+                source,
+                destination,
+                contents,
+            },
+        );
+    }
+
+    fn router_for(&mut self, room: &RoomId) -> Result<&mut Router, SfuError> {
+        self.routers.get_mut(room).ok_or(SfuError::UnknownRoom)
+    }
+
+    fn on_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Join {
+                room,
+                name,
+                kind,
+                mailbox,
+                reply,
+            } => {
+                let opts = self.router_opts.clone();
+                let router = self
+                    .routers
+                    .entry(room.clone())
+                    .or_insert_with(|| Router::new(room, opts));
+                let r = router.join(now, &name, kind);
+                if let (Ok(j), Some(m)) = (&r, mailbox) {
+                    self.mailboxes.insert(j.participant_id, m);
+                }
+                let _ = reply.send(r);
+            }
+            Command::Publish {
+                room,
+                pid,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .and_then(|r| r.publish(now, pid, &sdp)),
+                );
+            }
+            Command::Answer {
+                room,
+                pid,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .and_then(|r| r.answer(now, pid, &sdp)),
+                );
+            }
+            Command::Mute {
+                room,
+                pid,
+                kind,
+                muted,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .and_then(|r| r.mute(now, pid, kind, muted)),
+                );
+            }
+            Command::Leave { room, pid, reply } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .map(|r| r.leave(pid, "asked to leave")),
+                );
+            }
+            Command::Whep {
+                room,
+                target,
+                sdp,
+                reply,
+            } => {
+                let r = self.router_for(&room).and_then(|r| {
+                    let pid = r
+                        .find_participant(&target)
+                        .ok_or(SfuError::UnknownParticipant)?;
+                    let (tid, answer) = r.whep(now, pid, &sdp)?;
+                    Ok((pid, tid, answer))
+                });
+                let _ = reply.send(r);
+            }
+            Command::CloseWhep {
+                room,
+                session,
+                reply,
+            } => {
+                let _ = reply.send(self.router_for(&room).and_then(|r| r.close_whep(session)));
+            }
+        }
+    }
+
+    /// Drain every router's output: send datagrams, deliver notices, maintain the demux.
+    /// Returns when the next timeout is due.
+    async fn flush(&mut self) -> Instant {
+        let mut next = Instant::now() + std::time::Duration::from_secs(1);
+        let mut to_send: Vec<(Protocol, SocketAddr, Vec<u8>)> = Vec::new();
+        for (room, router) in self.routers.iter_mut() {
+            loop {
+                match router.poll_output() {
+                    RouterOutput::Timeout(t) => {
+                        next = next.min(t);
+                        break;
+                    }
+                    RouterOutput::Transmit(_, t) => {
+                        to_send.push((t.proto, t.destination, t.contents.into()));
+                    }
+                    RouterOutput::Notify(to, notice) => match to {
+                        Audience::Participant(p) => {
+                            if let Some(m) = self.mailboxes.get(&p) {
+                                let _ = m.send(notice);
+                            }
+                        }
+                        Audience::Room { except } => {
+                            for p in router.participant_ids().filter(|p| Some(*p) != except) {
+                                if let Some(m) = self.mailboxes.get(&p) {
+                                    let _ = m.send(notice.clone());
+                                }
+                            }
+                        }
+                    },
+                    RouterOutput::TransportOpened(tid, ufrag) => {
+                        self.demux.insert(tid, ufrag);
+                        self.transport_room.insert(tid, room.clone());
+                    }
+                    RouterOutput::TransportClosed(tid) => {
+                        self.demux.remove(tid);
+                        self.transport_room.remove(&tid);
+                    }
+                    RouterOutput::ParticipantGone(pid) => {
+                        self.mailboxes.remove(&pid);
+                    }
+                }
+            }
+        }
+        for (proto, dest, data) in to_send {
+            match proto {
+                Protocol::Udp => {
+                    if let Err(e) = self.udp.send_to(&data, dest).await {
+                        debug!(%dest, "udp send: {e}");
+                    }
+                }
+                _ => {
+                    if let Some(conn) = self.tcp_conns.get(&dest) {
+                        let _ = conn.try_send(data);
+                    }
+                }
+            }
+        }
+        self.routers.retain(|_, r| !r.is_empty());
+        self.publish_metrics();
+        next
+    }
+
+    fn publish_metrics(&self) {
+        let m = &self.metrics;
+        let (mut parts, mut prods, mut cons) = (0, 0, 0);
+        let (mut rin, mut fwd, mut bytes, mut kf, mut to) = (0, 0, 0, 0, 0);
+        for r in self.routers.values() {
+            parts += r.participant_count() as u64;
+            prods += r.producer_count() as u64;
+            cons += r.consumer_count() as u64;
+            let s = r.stats();
+            rin += s.rtp_in;
+            fwd += s.rtp_forwarded;
+            bytes += s.bytes_forwarded;
+            kf += s.keyframe_requests;
+            to += s.transports_timed_out;
+        }
+        m.rooms.store(self.routers.len() as u64, Ordering::Relaxed);
+        m.participants.store(parts, Ordering::Relaxed);
+        m.producers.store(prods, Ordering::Relaxed);
+        m.consumers.store(cons, Ordering::Relaxed);
+        m.transports
+            .store(self.demux.len() as u64, Ordering::Relaxed);
+        // Router counters restart with a new room; keep node counters monotonic.
+        m.rtp_in.fetch_max(rin, Ordering::Relaxed);
+        m.rtp_forwarded.fetch_max(fwd, Ordering::Relaxed);
+        m.bytes_forwarded.fetch_max(bytes, Ordering::Relaxed);
+        m.keyframe_requests.fetch_max(kf, Ordering::Relaxed);
+        m.transports_timed_out.fetch_max(to, Ordering::Relaxed);
+    }
+}
+
+/// Most bytes one RFC 4571 frame may carry; anything larger is not WebRTC.
+const MAX_TCP_FRAME: usize = 1600;
+
+async fn accept_tcp(
+    listener: TcpListener,
+    frames: mpsc::Sender<TcpFrame>,
+    conns: mpsc::Sender<(SocketAddr, Option<mpsc::Sender<Vec<u8>>>)>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_tcp(stream, remote, frames.clone(), conns.clone()));
+            }
+            Err(e) => {
+                warn!("tcp accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One ICE-TCP connection: RFC 4571 framing (2-byte length) both ways.
+async fn serve_tcp(
+    stream: TcpStream,
+    remote: SocketAddr,
+    frames: mpsc::Sender<TcpFrame>,
+    conns: mpsc::Sender<(SocketAddr, Option<mpsc::Sender<Vec<u8>>>)>,
+) {
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(512);
+    if conns.send((remote, Some(out_tx))).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(pkt) = out_rx.recv().await {
+            let Ok(len) = u16::try_from(pkt.len()) else {
+                continue;
+            };
+            let mut framed = Vec::with_capacity(pkt.len() + 2);
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&pkt);
+            if wr.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let mut len = [0u8; 2];
+        if rd.read_exact(&mut len).await.is_err() {
+            break;
+        }
+        let len = u16::from_be_bytes(len) as usize;
+        if len == 0 || len > MAX_TCP_FRAME {
+            debug!(%remote, len, "ice-tcp: bad frame length; closing");
+            break;
+        }
+        let mut data = vec![0u8; len];
+        if rd.read_exact(&mut data).await.is_err() {
+            break;
+        }
+        if frames
+            .send(TcpFrame {
+                remote,
+                local,
+                data,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    writer.abort();
+    let _ = conns.send((remote, None)).await;
+}

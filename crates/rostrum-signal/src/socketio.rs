@@ -1,0 +1,218 @@
+//! Socket.IO signaling (docs/protocol.md): each socket is at most one participant; its notices
+//! arrive through a mailbox task that emits them to that socket only.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rostrum_sfu::{Kind, Notice, ParticipantId, ParticipantKind, RoomId, SfuError, WorkerHandle};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+/// Largest Socket.IO message accepted; an SDP is a few KiB.
+pub const MAX_PAYLOAD: u64 = 64 * 1024;
+
+#[derive(Deserialize)]
+struct JoinReq {
+    room: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct SdpReq {
+    sdp: String,
+}
+
+#[derive(Deserialize)]
+struct MuteReq {
+    kind: Kind,
+    muted: bool,
+}
+
+/// This socket's seat on the stage, if it joined.
+type Seat = Arc<Mutex<Option<(RoomId, ParticipantId)>>>;
+
+fn err(code: &str, message: impl std::fmt::Display) -> Value {
+    json!({ "ok": false, "error": { "code": code, "message": message.to_string() } })
+}
+
+fn sfu_err(e: &SfuError) -> Value {
+    err(e.code(), e)
+}
+
+/// Reply through the ack (a no-op if the client asked for none); a failure is also emitted as an
+/// `error` event to this socket only, so clients that do not use acks still learn of it.
+fn reply(s: &SocketRef, ack: AckSender, v: Value) {
+    if v.get("ok") == Some(&Value::Bool(false)) {
+        let _ = s.emit("error", &v["error"]);
+    }
+    let _ = ack.send(&v);
+}
+
+/// Parse a payload or explain what is wrong with it.
+fn parse<T: for<'de> Deserialize<'de>>(
+    data: Result<Value, impl std::fmt::Display>,
+) -> Result<T, Value> {
+    let v = data.map_err(|e| err("bad-request", format!("payload is not JSON: {e}")))?;
+    serde_json::from_value(v).map_err(|e| err("bad-request", format!("unexpected payload: {e}")))
+}
+
+fn seat_of(seat: &Seat) -> Option<(RoomId, ParticipantId)> {
+    seat.lock().ok().and_then(|g| g.clone())
+}
+
+/// Build the Socket.IO layer and register the handlers.
+pub fn layer(worker: WorkerHandle) -> SocketIoLayer {
+    let (layer, io) = SocketIo::builder()
+        .max_payload(MAX_PAYLOAD)
+        // Notice a vanished browser quickly; media liveness catches the rest.
+        .ping_interval(Duration::from_secs(5))
+        .ping_timeout(Duration::from_secs(5))
+        .build_layer();
+    io.ns("/", move |s: SocketRef| on_connect(s, worker.clone()));
+    layer
+}
+
+async fn on_connect(s: SocketRef, worker: WorkerHandle) {
+    debug!(socket = %s.id, "connected");
+    let seat: Seat = Arc::new(Mutex::new(None));
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on(
+        "join",
+        async move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            let v = join(&s, &w, &st, data).await;
+            reply(&s, ack, v);
+        },
+    );
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on(
+        "publish",
+        async move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            let v = match (parse::<SdpReq>(data), seat_of(&st)) {
+                (Err(e), _) => e,
+                (_, None) => err("not-joined", "join a room first"),
+                (Ok(req), Some((room, pid))) => match w.publish(room, pid, req.sdp).await {
+                    Ok(p) => json!({
+                        "ok": true,
+                        "sdp": p.answer,
+                        "producers": p.producers.iter().map(|(id, kind, mid)| json!({"id": id, "kind": kind, "mid": mid})).collect::<Vec<_>>(),
+                    }),
+                    Err(e) => sfu_err(&e),
+                },
+            };
+            reply(&s, ack, v);
+        },
+    );
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on(
+        "answer",
+        async move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            let v = match (parse::<SdpReq>(data), seat_of(&st)) {
+                (Err(e), _) => e,
+                (_, None) => err("not-joined", "join a room first"),
+                (Ok(req), Some((room, pid))) => match w.answer(room, pid, req.sdp).await {
+                    Ok(()) => json!({ "ok": true }),
+                    Err(e) => sfu_err(&e),
+                },
+            };
+            reply(&s, ack, v);
+        },
+    );
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on(
+        "mute",
+        async move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            let v = match (parse::<MuteReq>(data), seat_of(&st)) {
+                (Err(e), _) => e,
+                (_, None) => err("not-joined", "join a room first"),
+                (Ok(req), Some((room, pid))) => {
+                    match w.mute(room, pid, req.kind, req.muted).await {
+                        Ok(()) => json!({ "ok": true }),
+                        Err(e) => sfu_err(&e),
+                    }
+                }
+            };
+            reply(&s, ack, v);
+        },
+    );
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on("leave", async move |s: SocketRef, ack: AckSender| {
+        leave(&w, &st).await;
+        reply(&s, ack, json!({ "ok": true }));
+    });
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on_disconnect(async move |s: SocketRef| {
+        debug!(socket = %s.id, "disconnected");
+        leave(&w, &st).await;
+    });
+}
+
+async fn join(
+    s: &SocketRef,
+    w: &WorkerHandle,
+    seat: &Seat,
+    data: Result<Value, impl std::fmt::Display>,
+) -> Value {
+    let req: JoinReq = match parse(data) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if seat_of(seat).is_some() {
+        return err(
+            "already-joined",
+            "this connection already joined a room; leave first",
+        );
+    }
+    let room = match RoomId::new(&req.room) {
+        Ok(r) => r,
+        Err(e) => return sfu_err(&e),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let joined = match w
+        .join(room.clone(), req.name, ParticipantKind::Stage, Some(tx))
+        .await
+    {
+        Ok(j) => j,
+        Err(e) => return sfu_err(&e),
+    };
+    if let Ok(mut g) = seat.lock() {
+        *g = Some((room.clone(), joined.participant_id));
+    }
+    info!(socket = %s.id, %room, participant = %joined.participant_id, "socket joined");
+    tokio::spawn(deliver(s.clone(), rx));
+    json!({
+        "ok": true,
+        "participantId": joined.participant_id,
+        "participants": joined.others,
+        "iceServers": [],
+    })
+}
+
+/// Emit a participant's notices to its socket, in order.
+async fn deliver(s: SocketRef, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(n) = rx.recv().await {
+        let Ok(mut v) = serde_json::to_value(&n) else {
+            continue;
+        };
+        if s.emit(n.event_name(), &v["data"].take()).is_err() {
+            break;
+        }
+    }
+}
+
+async fn leave(w: &WorkerHandle, seat: &Seat) {
+    let taken = seat.lock().ok().and_then(|mut g| g.take());
+    if let Some((room, pid)) = taken {
+        let _ = w.leave(room, pid).await;
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command that installs what the tests need and runs every test.
+source "$(dirname "$0")/lib.sh"
+need_rust
+apt_need cc gcc
+apt_need pkg-config pkg-config
+apt_need chromium chromium
+apt_need nft nftables
+apt_need ip iproute2
+build_web
+
+echo "== cargo fmt / clippy"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== unit and integration tests (cargo)"
+cargo test --workspace
+
+echo "== browser tests (headless Debian chromium via playwright-core)"
+ROSTRUM_BIN="$ROOT/target/debug/rostrum" node --test --test-concurrency=1 tests/e2e/
