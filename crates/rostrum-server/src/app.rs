@@ -1,6 +1,7 @@
 //! Wiring: the SFU worker, signaling, the web pages, `/healthz` and `/metrics` on one HTTP port.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
@@ -47,11 +48,10 @@ pub async fn serve(c: Config) -> anyhow::Result<()> {
         http.ip()
     };
     let base = format!("http://{}", std::net::SocketAddr::new(host, http.port()));
-    println!("Rostrum is up:");
-    println!("  stage:    {base}/stream");
-    println!("  audience: {base}/watch");
-    println!(
-        "  media:    udp{} {}",
+    // A closed stdout (a supervisor that stopped reading) must not take the node down.
+    let _ = writeln!(
+        std::io::stdout(),
+        "Rostrum is up:\n  stage:    {base}/stream\n  audience: {base}/watch\n  media:    udp{} {}",
         if c.ice_tcp { "+tcp" } else { "" },
         std::net::SocketAddr::new(c.announced_ip(), worker.media_addr.port())
     );
