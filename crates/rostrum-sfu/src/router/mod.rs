@@ -227,11 +227,22 @@ pub struct Router {
     /// Per consumer: the producer sequence number its first packet had.
     seq_base: HashMap<ConsumerId, u64>,
     out: VecDeque<RouterOutput>,
+    /// Transports with output to drain (see [`mark`]).
+    dirty: Vec<TransportId>,
     stats: RouterStats,
     last_liveness_check: Option<Instant>,
 }
 
 const LIVENESS_TICK: Duration = Duration::from_millis(250);
+
+/// Flag a transport for draining, once: `drive` then visits only transports with output, not
+/// every transport of the room per packet.
+fn mark(list: &mut Vec<TransportId>, t: &mut WebRtcTransport) {
+    if !t.dirty {
+        t.dirty = true;
+        list.push(t.id);
+    }
+}
 
 impl Router {
     pub fn new(room: RoomId, opts: RouterOptions) -> Self {
@@ -247,6 +258,7 @@ impl Router {
             whep_free_mids: HashMap::new(),
             seq_base: HashMap::new(),
             out: VecDeque::new(),
+            dirty: Vec::new(),
             stats: RouterStats::default(),
             last_liveness_check: None,
         }
@@ -396,6 +408,7 @@ impl Router {
             .get_mut(&tid)
             .ok_or(SfuError::UnknownParticipant)?;
         let answer = t.accept_offer(sdp, max)?;
+        mark(&mut self.dirty, t);
         let incoming: Vec<(Mid, MediaKind)> = offered_mids(sdp)
             .into_iter()
             .filter_map(|mid| t.rtc.media(mid).map(|m| (mid, m)))
@@ -457,7 +470,7 @@ impl Router {
             self.negotiate(tid);
             return Err(SfuError::SdpRejected(e.to_string()));
         }
-        t.dirty = true;
+        mark(&mut self.dirty, t);
         let mut keyframes = Vec::new();
         for cid in added {
             if let Some(c) = self.consumers.get_mut(&cid) {
@@ -556,6 +569,7 @@ impl Router {
         let max = self.opts.max_tracks_per_offer;
         let answer = match self.transports.get_mut(&tid) {
             Some(t) => t.accept_offer(sdp, max).map(|answer| {
+                mark(&mut self.dirty, t);
                 let free: Vec<(Mid, MediaKind)> = offered_mids(sdp)
                     .into_iter()
                     .filter_map(|mid| t.rtc.media(mid).map(|m| (mid, m)))
@@ -601,6 +615,7 @@ impl Router {
         if let Err(e) = t.handle_receive(now, r) {
             debug!(transport = %tid, "bad input: {e}");
         }
+        mark(&mut self.dirty, t);
         self.drive(now);
     }
 
@@ -610,7 +625,7 @@ impl Router {
                 if let Err(e) = t.rtc.handle_input(Input::Timeout(now)) {
                     debug!(transport = %t.id, "timeout handling failed: {e}");
                 }
-                t.dirty = true;
+                mark(&mut self.dirty, t);
             }
         }
         let due: Vec<ProducerId> = self
@@ -672,6 +687,7 @@ impl Router {
         let id = TransportId::random();
         let mut t = WebRtcTransport::new(id, role, owner, now, &self.opts.candidates);
         let ufrag = t.ufrag();
+        mark(&mut self.dirty, &mut t);
         self.transports.insert(id, t);
         self.out.push_back(RouterOutput::TransportOpened(id, ufrag));
         id
@@ -928,7 +944,7 @@ impl Router {
             return;
         };
         t.pending = Some((pending, added));
-        t.dirty = true;
+        mark(&mut self.dirty, t);
         let mut tracks: Vec<TrackInfo> = self
             .consumers
             .values()
@@ -967,7 +983,7 @@ impl Router {
         };
         if let Some(rx) = t.rtc.direct_api().stream_rx_by_mid(mid, None) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
-            t.dirty = true;
+            mark(&mut self.dirty, t);
             self.stats.keyframe_requests += 1;
         }
     }
@@ -1012,12 +1028,7 @@ impl Router {
     fn drive(&mut self, now: Instant) {
         let mut events = Vec::new();
         loop {
-            let dirty: Vec<TransportId> = self
-                .transports
-                .values()
-                .filter(|t| t.dirty)
-                .map(|t| t.id)
-                .collect();
+            let dirty = std::mem::take(&mut self.dirty);
             if dirty.is_empty() {
                 break;
             }
@@ -1168,7 +1179,7 @@ impl Router {
                 .ext_vals(ext.clone())
                 .nackable(kind == MediaKind::Video),
             );
-            ct.dirty = true;
+            mark(&mut self.dirty, ct);
             self.stats.rtp_forwarded += 1;
             self.stats.bytes_forwarded += pkt.payload.len() as u64;
         }

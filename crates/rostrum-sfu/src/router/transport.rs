@@ -41,7 +41,8 @@ pub(crate) struct WebRtcTransport {
     pub rtc: Rtc,
     /// When `rtc` next wants `handle_input(Timeout)`; `None` until first polled.
     pub next_timeout: Option<Instant>,
-    /// Set when something was written into `rtc` and its output must be drained.
+    /// Set (with the id pushed on the router's dirty list) when something was written into
+    /// `rtc` and its output must be drained.
     pub dirty: bool,
     pub connected: bool,
     pub created: Instant,
@@ -88,7 +89,7 @@ impl WebRtcTransport {
             owner,
             rtc: new_rtc(now, candidates),
             next_timeout: None,
-            dirty: true,
+            dirty: false,
             connected: false,
             created: now,
             last_rx: now,
@@ -111,13 +112,11 @@ impl WebRtcTransport {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::SdpRejected(e.to_string()))?;
-        self.dirty = true;
         Ok(answer.to_sdp_string())
     }
 
     pub fn handle_receive(&mut self, now: Instant, r: Receive) -> Result<(), str0m::RtcError> {
         self.last_rx = now;
-        self.dirty = true;
         self.rtc.handle_input(Input::Receive(now, r))
     }
 
