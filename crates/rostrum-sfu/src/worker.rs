@@ -415,7 +415,7 @@ impl Worker {
             Command::Leave { room, pid, reply } => {
                 let _ = reply.send(
                     self.router_for(&room)
-                        .map(|r| r.leave(pid, "asked to leave")),
+                        .map(|r| r.leave(pid, crate::router::ASKED_TO_LEAVE)),
                 );
             }
             Command::Whep {

@@ -189,7 +189,7 @@ async fn join(
         *g = Some((room.clone(), joined.participant_id));
     }
     info!(socket = %s.id, %room, participant = %joined.participant_id, "socket joined");
-    tokio::spawn(deliver(s.clone(), rx));
+    tokio::spawn(deliver(s.clone(), rx, seat.clone(), joined.participant_id));
     json!({
         "ok": true,
         "participantId": joined.participant_id,
@@ -198,14 +198,25 @@ async fn join(
     })
 }
 
-/// Emit a participant's notices to its socket, in order.
-async fn deliver(s: SocketRef, mut rx: mpsc::UnboundedReceiver<Notice>) {
+/// Emit a participant's notices to its socket, in order. The mailbox closes when the server
+/// removed the participant; the socket's seat is then free for a new join.
+async fn deliver(
+    s: SocketRef,
+    mut rx: mpsc::UnboundedReceiver<Notice>,
+    seat: Seat,
+    pid: ParticipantId,
+) {
     while let Some(n) = rx.recv().await {
         let Ok(mut v) = serde_json::to_value(&n) else {
             continue;
         };
         if s.emit(n.event_name(), &v["data"].take()).is_err() {
             break;
+        }
+    }
+    if let Ok(mut g) = seat.lock() {
+        if g.as_ref().is_some_and(|(_, p)| *p == pid) {
+            *g = None;
         }
     }
 }

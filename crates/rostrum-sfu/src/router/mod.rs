@@ -142,6 +142,11 @@ pub enum Notice {
         sdp: String,
         tracks: Vec<TrackInfo>,
     },
+    /// The server removed this participant (media timeout, transport failure): its seat is gone
+    /// and the client must join again to come back.
+    Closed {
+        reason: String,
+    },
 }
 
 impl Notice {
@@ -154,6 +159,7 @@ impl Notice {
             Notice::ProducerRemoved { .. } => "producer-removed",
             Notice::ProducerMuted { .. } => "producer-muted",
             Notice::Offer { .. } => "offer",
+            Notice::Closed { .. } => "closed",
         }
     }
 }
@@ -232,6 +238,9 @@ pub struct Router {
     stats: RouterStats,
     last_liveness_check: Option<Instant>,
 }
+
+/// The `why` of a leave the participant asked for (no `closed` notice is sent back).
+pub const ASKED_TO_LEAVE: &str = "asked to leave";
 
 const LIVENESS_TICK: Duration = Duration::from_millis(250);
 
@@ -530,6 +539,14 @@ impl Router {
             return;
         };
         info!(room = %self.room, participant = %pid, name = %p.name, why, "left");
+        if why != ASKED_TO_LEAVE {
+            self.notify(
+                Audience::Participant(pid),
+                Notice::Closed {
+                    reason: why.to_string(),
+                },
+            );
+        }
         for pr in p.producers {
             self.remove_producer(pr);
         }

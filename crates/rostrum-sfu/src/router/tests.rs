@@ -475,6 +475,12 @@ fn a_vanished_participant_is_removed_within_five_seconds() {
         waited += 100;
     }
     assert!(waited <= 5000, "detected after {waited} ms");
+    assert!(
+        net.notices
+            .iter()
+            .any(|(to, n)| *to == Audience::Participant(pb) && matches!(n, Notice::Closed { .. })),
+        "the removed participant is told why, if it still listens"
+    );
     assert!(net
         .notices_for(pa)
         .iter()
