@@ -18,3 +18,6 @@ cargo test --workspace
 
 echo "== browser tests (headless Debian chromium via playwright-core)"
 ROSTRUM_BIN="$ROOT/target/debug/rostrum" node --test --test-concurrency=1 tests/e2e/
+
+echo "== interop: aiortc publishes by WHIP, plays by WHEP"
+ROSTRUM_BIN="$ROOT/target/debug/rostrum" bash tests/interop/run.sh
