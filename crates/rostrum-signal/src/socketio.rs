@@ -58,6 +58,10 @@ fn parse<T: for<'de> Deserialize<'de>>(
     data: Result<Value, impl std::fmt::Display>,
 ) -> Result<T, Value> {
     let v = data.map_err(|e| err("bad-request", format!("payload is not JSON: {e}")))?;
+    // serde would read a struct from an array too; the protocol only has objects.
+    if !v.is_object() {
+        return Err(err("bad-request", "payload must be a JSON object"));
+    }
     serde_json::from_value(v).map_err(|e| err("bad-request", format!("unexpected payload: {e}")))
 }
 
@@ -69,6 +73,8 @@ fn seat_of(seat: &Seat) -> Option<(RoomId, ParticipantId)> {
 pub fn layer(worker: WorkerHandle) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .max_payload(MAX_PAYLOAD)
+        .ws_max_message_size(MAX_PAYLOAD as usize)
+        .ws_max_frame_size(MAX_PAYLOAD as usize)
         // Notice a vanished browser quickly; media liveness catches the rest.
         .ping_interval(Duration::from_secs(5))
         .ping_timeout(Duration::from_secs(5))

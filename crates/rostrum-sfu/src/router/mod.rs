@@ -239,6 +239,9 @@ pub struct Router {
     last_liveness_check: Option<Instant>,
 }
 
+/// Label of the data channel that anchors every receive transport's BUNDLE group.
+pub const CONTROL_CHANNEL: &str = "rostrum";
+
 /// The `why` of a leave the participant asked for (no `closed` notice is sent back).
 pub const ASKED_TO_LEAVE: &str = "asked to leave";
 
@@ -933,7 +936,15 @@ impl Router {
         };
         let adds = std::mem::take(&mut t.queued_add);
         let stops = std::mem::take(&mut t.queued_stop);
+        let first_offer = !t.offered;
+        t.offered = true;
         let mut api = t.rtc.sdp_api();
+        if first_offer {
+            // The first m-line tags the BUNDLE group: browsers tear the whole transport down when it
+            // is stopped, and refuse an offer whose every m-line is stopped. A data channel m-line
+            // first, never stopped, keeps consumer m-lines free to come and go.
+            api.add_channel(CONTROL_CHANNEL.into());
+        }
         let mut added = Vec::new();
         for cid in adds {
             let Some(c) = self.consumers.get_mut(&cid) else {
@@ -1009,20 +1020,24 @@ impl Router {
         let mut dead = Vec::new();
         for t in self.transports.values() {
             let silent = now.saturating_duration_since(t.last_rx);
-            let is_dead = if t.connected {
-                silent > self.opts.inactivity_timeout
+            let why = if !t.rtc.is_alive() {
+                "connection closed"
+            } else if t.connected && silent > self.opts.inactivity_timeout {
+                "media timeout"
+            } else if !t.connected
+                && now.saturating_duration_since(t.created) > self.opts.connect_timeout
+                // A receive transport with nothing to receive yet legitimately idles.
+                && !(t.role == TransportRole::Recv && t.pending.is_none())
+            {
+                "connect timeout"
             } else {
-                now.saturating_duration_since(t.created) > self.opts.connect_timeout
-                    // A receive transport with nothing to receive yet legitimately idles.
-                    && !(t.role == TransportRole::Recv && t.pending.is_none() && !t.connected)
-            } || !t.rtc.is_alive();
-            if is_dead {
-                dead.push((t.id, t.owner, t.role));
-            }
+                continue;
+            };
+            dead.push((t.id, t.owner, t.role, why));
         }
-        for (tid, owner, role) in dead {
+        for (tid, owner, role, why) in dead {
             self.stats.transports_timed_out += 1;
-            self.transport_failed(tid, owner, role, "media timeout");
+            self.transport_failed(tid, owner, role, why);
         }
     }
 

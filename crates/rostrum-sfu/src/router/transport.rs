@@ -48,6 +48,8 @@ pub(crate) struct WebRtcTransport {
     pub created: Instant,
     /// Last datagram received from the peer: our liveness signal (ICE-lite does no checks of its own).
     pub last_rx: Instant,
+    /// Receive transports: whether we ever offered (the first offer adds the BUNDLE anchor).
+    pub offered: bool,
     /// Receive transports: the offer waiting for the client's answer and the consumers it adds.
     pub pending: Option<(SdpPendingOffer, Vec<ConsumerId>)>,
     /// Receive transports: consumers waiting for the next offer.
@@ -93,6 +95,7 @@ impl WebRtcTransport {
             connected: false,
             created: now,
             last_rx: now,
+            offered: false,
             pending: None,
             queued_add: Vec::new(),
             queued_stop: Vec::new(),

@@ -1,0 +1,78 @@
+// Types of the Rostrum Socket.IO signaling protocol (docs/protocol.md).
+
+export type Kind = 'audio' | 'video';
+
+export interface ProtocolError {
+  code: string;
+  message: string;
+}
+
+export type Ack<T extends object = object> = ({ ok: true } & T) | { ok: false; error: ProtocolError };
+
+export interface ProducerInfo {
+  id: string;
+  kind: Kind;
+  muted: boolean;
+}
+
+export interface ParticipantInfo {
+  id: string;
+  name: string;
+  producers: ProducerInfo[];
+}
+
+export interface JoinRequest {
+  room: string;
+  name: string;
+}
+
+export type JoinAck = Ack<{
+  participantId: string;
+  participants: ParticipantInfo[];
+  iceServers?: RTCIceServer[];
+}>;
+
+export type PublishAck = Ack<{
+  sdp: string;
+  producers: Array<{ id: string; kind: Kind; mid: string }>;
+}>;
+
+export interface TrackInfo {
+  mid: string;
+  producerId: string;
+  participantId: string;
+  kind: Kind;
+}
+
+export interface OfferEvent {
+  sdp: string;
+  tracks: TrackInfo[];
+}
+
+export interface ServerToClientEvents {
+  offer: (msg: OfferEvent) => void;
+  'participant-joined': (msg: { id: string; name: string }) => void;
+  'participant-left': (msg: { id: string }) => void;
+  'producer-added': (msg: { id: string; participantId: string; kind: Kind }) => void;
+  'producer-removed': (msg: { id: string; participantId: string }) => void;
+  'producer-muted': (msg: { id: string; participantId: string; kind: Kind; muted: boolean }) => void;
+  error: (msg: ProtocolError) => void;
+  /** The server removed this participant (media timeout, transport failure): join again to come back. */
+  closed: (msg: { reason: string }) => void;
+}
+
+export interface ClientToServerEvents {
+  join: (req: JoinRequest, ack: (res: JoinAck) => void) => void;
+  publish: (req: { sdp: string }, ack: (res: PublishAck) => void) => void;
+  answer: (req: { sdp: string }, ack: (res: Ack) => void) => void;
+  mute: (req: { kind: Kind; muted: boolean }, ack: (res: Ack) => void) => void;
+  leave: (req: Record<string, never>, ack: (res: Ack) => void) => void;
+}
+
+/** Room names: 1–64 characters of [A-Za-z0-9_-]. */
+export const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function validName(name: string): boolean {
+  const n = name.trim();
+  return n.length >= 1 && [...n].length <= 64;
+}
