@@ -19,5 +19,8 @@ cargo test --workspace
 echo "== browser tests (headless Debian chromium via playwright-core)"
 ROSTRUM_BIN="$ROOT/target/debug/rostrum" node --test --test-concurrency=1 tests/e2e/
 
+echo "== browser tests in firefox-esr (WebDriver BiDi via puppeteer-core), in a private network namespace"
+ROSTRUM_BIN="$ROOT/target/debug/rostrum" bash tests/firefox/run.sh
+
 echo "== interop: aiortc publishes by WHIP, plays by WHEP"
 ROSTRUM_BIN="$ROOT/target/debug/rostrum" bash tests/interop/run.sh
