@@ -47,8 +47,8 @@ struct ServeArgs {
     /// Address announced to clients in ICE candidates.
     #[arg(long, env = "ROSTRUM_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
-    /// Do not offer ICE-TCP candidates.
-    #[arg(long, env = "ROSTRUM_NO_ICE_TCP")]
+    /// Do not offer ICE-TCP candidates (env: 1/0, true/false, yes/no).
+    #[arg(long, env = "ROSTRUM_NO_ICE_TCP", value_parser = clap::builder::BoolishValueParser::new())]
     no_ice_tcp: bool,
     /// Directory of the built web app.
     #[arg(long, env = "ROSTRUM_WEB_ROOT")]
