@@ -51,6 +51,11 @@ function rssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+async function forwardedTotal(server) {
+  const metrics = await (await fetch(`${server.origin}/metrics`)).text();
+  return Number(metrics.match(/^rostrum_rtp_packets_forwarded_total (\d+)/m)?.[1] ?? NaN);
+}
+
 function pct(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
@@ -74,15 +79,22 @@ async function measureLoad(server, browser, count) {
   }
   await sleep(2000);
   const pid = server.proc.pid;
+  const f0 = await forwardedTotal(server);
   const c0 = cpuSeconds(pid);
   const t0 = Date.now();
   await sleep(WINDOW_S * 1000);
-  const cpu = (cpuSeconds(pid) - c0) / ((Date.now() - t0) / 1000);
+  const secs = (Date.now() - t0) / 1000;
+  const cpu = (cpuSeconds(pid) - c0) / secs;
+  const pps = ((await forwardedTotal(server)) - f0) / secs;
   const rss = rssMiB(pid);
-  const metrics = await (await fetch(`${server.origin}/metrics`)).text();
-  const forwarded = Number(metrics.match(/^rostrum_rtp_packets_forwarded_total (\d+)/m)?.[1] ?? NaN);
   for (const p of pages) await p.context().close();
-  return { participants: count, cpuPercentOfOneCore: +(cpu * 100).toFixed(1), rssMiB: +rss.toFixed(1), forwardedTotal: forwarded };
+  return {
+    participants: count,
+    cpuPercentOfOneCore: +(cpu * 100).toFixed(1),
+    rssMiB: +rss.toFixed(1),
+    forwardedPacketsPerSecond: Math.round(pps),
+    cpuMicrosecondsPerForwardedPacket: +((cpu * 1e6) / pps).toFixed(2),
+  };
 }
 
 async function main() {

@@ -242,6 +242,7 @@ pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> 
         demux: Demux::default(),
         tcp_conns: HashMap::new(),
         metrics: metrics.clone(),
+        metrics_at: Instant::now(),
     };
     info!(%local, %announced, tcp = opts.enable_tcp, "media port bound");
     tokio::spawn(worker.run(rx, tcp_in_rx, tcp_conn_rx));
@@ -263,6 +264,7 @@ struct Worker {
     /// ICE-TCP connections by remote address: where to write framed packets.
     tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     metrics: Arc<WorkerMetrics>,
+    metrics_at: Instant,
 }
 
 /// An RFC 4571 frame that arrived on an ICE-TCP connection.
@@ -500,25 +502,32 @@ impl Worker {
                 }
             }
         }
-        self.routers.retain(|_, r| !r.is_empty());
-        self.publish_metrics();
+        let metrics = &self.metrics;
+        self.routers.retain(|_, r| {
+            let keep = !r.is_empty();
+            if !keep {
+                add_stats(metrics, r.take_stats());
+            }
+            keep
+        });
+        self.publish_metrics(Instant::now());
         next
     }
 
-    fn publish_metrics(&self) {
+    /// Gauges are snapshots; counters accumulate each router's increments. Called at most every
+    /// [`METRICS_EVERY`] (and for a room about to be dropped), not per packet.
+    fn publish_metrics(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.metrics_at) < METRICS_EVERY {
+            return;
+        }
+        self.metrics_at = now;
         let m = &self.metrics;
         let (mut parts, mut prods, mut cons) = (0, 0, 0);
-        let (mut rin, mut fwd, mut bytes, mut kf, mut to) = (0, 0, 0, 0, 0);
-        for r in self.routers.values() {
+        for r in self.routers.values_mut() {
             parts += r.participant_count() as u64;
             prods += r.producer_count() as u64;
             cons += r.consumer_count() as u64;
-            let s = r.stats();
-            rin += s.rtp_in;
-            fwd += s.rtp_forwarded;
-            bytes += s.bytes_forwarded;
-            kf += s.keyframe_requests;
-            to += s.transports_timed_out;
+            add_stats(m, r.take_stats());
         }
         m.rooms.store(self.routers.len() as u64, Ordering::Relaxed);
         m.participants.store(parts, Ordering::Relaxed);
@@ -526,13 +535,17 @@ impl Worker {
         m.consumers.store(cons, Ordering::Relaxed);
         m.transports
             .store(self.demux.len() as u64, Ordering::Relaxed);
-        // Router counters restart with a new room; keep node counters monotonic.
-        m.rtp_in.fetch_max(rin, Ordering::Relaxed);
-        m.rtp_forwarded.fetch_max(fwd, Ordering::Relaxed);
-        m.bytes_forwarded.fetch_max(bytes, Ordering::Relaxed);
-        m.keyframe_requests.fetch_max(kf, Ordering::Relaxed);
-        m.transports_timed_out.fetch_max(to, Ordering::Relaxed);
     }
+}
+
+const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn add_stats(m: &WorkerMetrics, s: crate::router::RouterStats) {
+    m.rtp_in.fetch_add(s.rtp_in, Ordering::Relaxed);
+    m.rtp_forwarded.fetch_add(s.rtp_forwarded, Ordering::Relaxed);
+    m.bytes_forwarded.fetch_add(s.bytes_forwarded, Ordering::Relaxed);
+    m.keyframe_requests.fetch_add(s.keyframe_requests, Ordering::Relaxed);
+    m.transports_timed_out.fetch_add(s.transports_timed_out, Ordering::Relaxed);
 }
 
 /// Most bytes one RFC 4571 frame may carry; anything larger is not WebRTC.

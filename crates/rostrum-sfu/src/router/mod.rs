@@ -280,8 +280,10 @@ impl Router {
         &self.room
     }
 
-    pub fn stats(&self) -> RouterStats {
-        self.stats
+    /// Counters since the last call (the node adds them to its monotonic totals, so a room
+    /// that closes never makes a counter go backwards).
+    pub fn take_stats(&mut self) -> RouterStats {
+        std::mem::take(&mut self.stats)
     }
 
     pub fn participant_count(&self) -> usize {
