@@ -16,6 +16,8 @@ pub enum SfuError {
     UnknownRoom,
     #[error("unknown participant")]
     UnknownParticipant,
+    #[error("unknown producer")]
+    UnknownProducer,
     #[error("unknown session")]
     UnknownSession,
     #[error("malformed SDP: {0}")]
@@ -41,6 +43,7 @@ impl SfuError {
             SfuError::UnknownRoom => "unknown-room",
             SfuError::UnknownParticipant => "unknown-participant",
             SfuError::UnknownSession => "unknown-session",
+            SfuError::UnknownProducer => "unknown-producer",
             SfuError::BadSdp(_) | SfuError::SdpRejected(_) => "bad-sdp",
             SfuError::NoPendingOffer => "no-pending-offer",
             SfuError::NothingToWatch => "nothing-to-watch",

@@ -10,6 +10,7 @@ pub mod demux;
 pub mod error;
 pub mod ids;
 pub mod router;
+pub mod rtp;
 pub mod worker;
 
 pub use error::SfuError;

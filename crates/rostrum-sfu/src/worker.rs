@@ -17,9 +17,10 @@ use tracing::{debug, info, warn};
 
 use crate::demux::Demux;
 use crate::error::SfuError;
-use crate::ids::{ParticipantId, RoomId, TransportId};
+use crate::ids::{ParticipantId, ProducerId, RoomId, TransportId};
 use crate::router::{
-    Audience, Joined, Kind, Notice, ParticipantKind, Published, Router, RouterOptions, RouterOutput,
+    Audience, Joined, Kind, Notice, ParticipantKind, PlainConsumerInfo, Published, Router,
+    RouterOptions, RouterOutput,
 };
 
 /// Where the worker listens and what it announces.
@@ -100,6 +101,21 @@ enum Command {
         session: TransportId,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+    PlainConsume {
+        room: RoomId,
+        producer: ProducerId,
+        remote: SocketAddr,
+        reply: oneshot::Sender<Result<PlainConsumerInfo, SfuError>>,
+    },
+    ClosePlain {
+        room: RoomId,
+        transport: TransportId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Producers {
+        room: RoomId,
+        reply: oneshot::Sender<Result<Vec<(ProducerId, ParticipantId, Kind, bool)>, SfuError>>,
+    },
 }
 
 /// Cheap, cloneable handle signaling uses to talk to the worker.
@@ -109,6 +125,8 @@ pub struct WorkerHandle {
     pub metrics: Arc<WorkerMetrics>,
     /// The media port actually bound (UDP; TCP uses the same number).
     pub media_addr: SocketAddr,
+    /// Where plain RTP to local receivers (the mixer) comes from, and where their RTCP goes.
+    pub plain_addr: SocketAddr,
 }
 
 macro_rules! call {
@@ -197,6 +215,36 @@ impl WorkerHandle {
     pub async fn close_whep(&self, room: RoomId, session: TransportId) -> Result<(), SfuError> {
         call!(self, CloseWhep { room, session })
     }
+
+    /// Forward `producer` as plain RTP to `remote` (a receiver on this machine); its RTCP
+    /// (PLI/FIR) is read from [`WorkerHandle::plain_addr`].
+    pub async fn plain_consume(
+        &self,
+        room: RoomId,
+        producer: ProducerId,
+        remote: SocketAddr,
+    ) -> Result<PlainConsumerInfo, SfuError> {
+        call!(
+            self,
+            PlainConsume {
+                room,
+                producer,
+                remote
+            }
+        )
+    }
+
+    pub async fn close_plain(&self, room: RoomId, transport: TransportId) -> Result<(), SfuError> {
+        call!(self, ClosePlain { room, transport })
+    }
+
+    /// The room's producers: (id, participant, kind, muted).
+    pub async fn producers(
+        &self,
+        room: RoomId,
+    ) -> Result<Vec<(ProducerId, ParticipantId, Kind, bool)>, SfuError> {
+        call!(self, Producers { room })
+    }
 }
 
 /// Bind the media port and start the worker task.
@@ -209,6 +257,9 @@ pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> 
         None
     };
     let announced = SocketAddr::new(opts.announced_ip, local.port());
+    // Plain RTP only ever goes to receivers on this machine.
+    let plain_udp = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let plain_addr = plain_udp.local_addr()?;
     let mut router_opts = opts.router.clone();
     router_opts.candidates.clear();
     router_opts.candidates.push(
@@ -234,6 +285,8 @@ pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> 
     }
     let worker = Worker {
         udp,
+        plain_udp,
+        plain_by_remote: HashMap::new(),
         local,
         router_opts,
         routers: HashMap::new(),
@@ -250,11 +303,15 @@ pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> 
         tx,
         metrics,
         media_addr: local,
+        plain_addr,
     })
 }
 
 struct Worker {
     udp: UdpSocket,
+    /// The one socket of every plain consumer; RTCP is routed by the receiver's address.
+    plain_udp: UdpSocket,
+    plain_by_remote: HashMap<SocketAddr, TransportId>,
     local: SocketAddr,
     router_opts: RouterOptions,
     routers: HashMap<RoomId, Router>,
@@ -282,6 +339,7 @@ impl Worker {
         mut tcp_conns: mpsc::Receiver<(SocketAddr, Option<mpsc::Sender<Vec<u8>>>)>,
     ) {
         let mut buf = vec![0u8; 2048];
+        let mut plain_buf = vec![0u8; 2048];
         let mut deadline = Instant::now();
         loop {
             let sleep = tokio::time::sleep_until(deadline.into());
@@ -293,6 +351,11 @@ impl Worker {
                     }
                     Err(e) => debug!("udp recv: {e}"),
                 },
+                r = self.plain_udp.recv_from(&mut plain_buf) => {
+                    if let Ok((n, source)) = r {
+                        self.on_plain_rtcp(Instant::now(), source, &plain_buf[..n]);
+                    }
+                }
                 Some(f) = tcp_in.recv() => {
                     let now = Instant::now();
                     self.on_datagram(now, Protocol::Tcp, f.remote, f.local, &f.data);
@@ -354,6 +417,20 @@ impl Worker {
                 contents,
             },
         );
+    }
+
+    fn on_plain_rtcp(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let Some(tid) = self.plain_by_remote.get(&source).copied() else {
+            return;
+        };
+        let Some(router) = self
+            .transport_room
+            .get(&tid)
+            .and_then(|r| self.routers.get_mut(r))
+        else {
+            return;
+        };
+        router.handle_plain_rtcp(now, tid, data);
     }
 
     fn router_for(&mut self, room: &RoomId) -> Result<&mut Router, SfuError> {
@@ -442,6 +519,34 @@ impl Worker {
             } => {
                 let _ = reply.send(self.router_for(&room).and_then(|r| r.close_whep(session)));
             }
+            Command::PlainConsume {
+                room,
+                producer,
+                remote,
+                reply,
+            } => {
+                let r = self
+                    .router_for(&room)
+                    .and_then(|r| r.plain_consume(now, producer, remote));
+                if let Ok(info) = &r {
+                    self.plain_by_remote.insert(remote, info.transport_id);
+                    self.transport_room.insert(info.transport_id, room);
+                }
+                let _ = reply.send(r);
+            }
+            Command::ClosePlain {
+                room,
+                transport,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .and_then(|r| r.close_plain(transport)),
+                );
+            }
+            Command::Producers { room, reply } => {
+                let _ = reply.send(self.router_for(&room).map(|r| r.producer_list()));
+            }
         }
     }
 
@@ -450,6 +555,8 @@ impl Worker {
     async fn flush(&mut self) -> Instant {
         let mut next = Instant::now() + std::time::Duration::from_secs(1);
         let mut to_send: Vec<(Protocol, SocketAddr, Vec<u8>)> = Vec::new();
+        // Indices in `to_send` that leave from the plain socket.
+        let mut plain_sends: Vec<usize> = Vec::new();
         for (room, router) in self.routers.iter_mut() {
             loop {
                 match router.poll_output() {
@@ -481,6 +588,11 @@ impl Worker {
                     RouterOutput::TransportClosed(tid) => {
                         self.demux.remove(tid);
                         self.transport_room.remove(&tid);
+                        self.plain_by_remote.retain(|_, t| *t != tid);
+                    }
+                    RouterOutput::PlainTransmit(_, dest, data) => {
+                        to_send.push((Protocol::Udp, dest, data));
+                        plain_sends.push(to_send.len() - 1);
                     }
                     RouterOutput::ParticipantGone(pid) => {
                         self.mailboxes.remove(&pid);
@@ -488,7 +600,13 @@ impl Worker {
                 }
             }
         }
-        for (proto, dest, data) in to_send {
+        for (i, (proto, dest, data)) in to_send.into_iter().enumerate() {
+            if plain_sends.binary_search(&i).is_ok() {
+                if let Err(e) = self.plain_udp.send_to(&data, dest).await {
+                    debug!(%dest, "plain send: {e}");
+                }
+                continue;
+            }
             match proto {
                 Protocol::Udp => {
                     if let Err(e) = self.udp.send_to(&data, dest).await {
@@ -542,10 +660,14 @@ const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(100)
 
 fn add_stats(m: &WorkerMetrics, s: crate::router::RouterStats) {
     m.rtp_in.fetch_add(s.rtp_in, Ordering::Relaxed);
-    m.rtp_forwarded.fetch_add(s.rtp_forwarded, Ordering::Relaxed);
-    m.bytes_forwarded.fetch_add(s.bytes_forwarded, Ordering::Relaxed);
-    m.keyframe_requests.fetch_add(s.keyframe_requests, Ordering::Relaxed);
-    m.transports_timed_out.fetch_add(s.transports_timed_out, Ordering::Relaxed);
+    m.rtp_forwarded
+        .fetch_add(s.rtp_forwarded, Ordering::Relaxed);
+    m.bytes_forwarded
+        .fetch_add(s.bytes_forwarded, Ordering::Relaxed);
+    m.keyframe_requests
+        .fetch_add(s.keyframe_requests, Ordering::Relaxed);
+    m.transports_timed_out
+        .fetch_add(s.transports_timed_out, Ordering::Relaxed);
 }
 
 /// Most bytes one RFC 4571 frame may carry; anything larger is not WebRTC.

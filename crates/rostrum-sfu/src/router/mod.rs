@@ -6,10 +6,12 @@
 //! No socket, clock or task inside: tests drive it with str0m clients in memory.
 
 mod consumer;
+mod plain;
 mod producer;
 mod transport;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -23,6 +25,8 @@ use tracing::{debug, info, warn};
 use crate::error::SfuError;
 use crate::ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
 use consumer::{Consumer, ConsumerState};
+use plain::PlainConsumer;
+pub use plain::PlainConsumerInfo;
 use producer::{KeyframeLimiter, Producer};
 use transport::{matching_pt, offered_mids, WebRtcTransport};
 pub use transport::{parse_offer, TransportOwner, TransportRole};
@@ -177,6 +181,8 @@ pub enum RouterOutput {
     TransportClosed(TransportId),
     /// A participant left (asked to, timed out or failed); the driver drops its mailbox.
     ParticipantGone(ParticipantId),
+    /// Send this plain RTP/RTCP datagram from the plain transport's socket.
+    PlainTransmit(TransportId, SocketAddr, Vec<u8>),
     /// Nothing more to do before this instant.
     Timeout(Instant),
 }
@@ -230,6 +236,8 @@ pub struct Router {
     consumer_by_mid: HashMap<(TransportId, Mid), ConsumerId>,
     /// WHEP transports: m-lines offered by the player not yet carrying a producer.
     whep_free_mids: HashMap<TransportId, Vec<(Mid, MediaKind)>>,
+    /// Plain-RTP consumers (towards the mixer), by their transport id.
+    plain: HashMap<TransportId, PlainConsumer>,
     /// Per consumer: the producer sequence number its first packet had.
     seq_base: HashMap<ConsumerId, u64>,
     out: VecDeque<RouterOutput>,
@@ -246,6 +254,9 @@ pub const CONTROL_CHANNEL: &str = "rostrum";
 pub const ASKED_TO_LEAVE: &str = "asked to leave";
 
 const LIVENESS_TICK: Duration = Duration::from_millis(250);
+
+/// How often plain consumers get an RTCP sender report.
+const SR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Flag a transport for draining, once: `drive` then visits only transports with output, not
 /// every transport of the room per packet.
@@ -269,6 +280,7 @@ impl Router {
             consumer_by_mid: HashMap::new(),
             whep_free_mids: HashMap::new(),
             seq_base: HashMap::new(),
+            plain: HashMap::new(),
             out: VecDeque::new(),
             dirty: Vec::new(),
             stats: RouterStats::default(),
@@ -300,7 +312,7 @@ impl Router {
 
     /// A room with nobody in it and no viewers can be dropped by its owner.
     pub fn is_empty(&self) -> bool {
-        self.participants.is_empty() && self.transports.is_empty()
+        self.participants.is_empty() && self.transports.is_empty() && self.plain.is_empty()
     }
 
     pub fn participant_ids(&self) -> impl Iterator<Item = ParticipantId> + '_ {
@@ -763,6 +775,7 @@ impl Router {
                 muted: false,
                 consumers: Vec::new(),
                 keyframes: KeyframeLimiter::default(),
+                sender_info: None,
             },
         );
         self.producer_by_mid.insert((tid, mid), id);
@@ -803,6 +816,16 @@ impl Router {
             return;
         };
         self.producer_by_mid.remove(&(pr.transport, pr.mid));
+        let plain: Vec<TransportId> = self
+            .plain
+            .values()
+            .filter(|p| p.producer == id)
+            .map(|p| p.id)
+            .collect();
+        for tid in plain {
+            self.plain.remove(&tid);
+            self.out.push_back(RouterOutput::TransportClosed(tid));
+        }
         for cid in pr.consumers {
             let Some(c) = self.consumers.remove(&cid) else {
                 continue;
@@ -1123,7 +1146,7 @@ impl Router {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.transport_failed(tid, owner, role, "ice disconnected");
             }
-            Event::RtpPacket(pkt) => self.forward(tid, pkt),
+            Event::RtpPacket(pkt) => self.forward(now, tid, pkt),
             Event::KeyframeRequest(req) => {
                 if let Some(pr) = self
                     .consumer_by_mid
@@ -1139,7 +1162,7 @@ impl Router {
     }
 
     /// The hot path: one packet from a producer to each of its active consumers.
-    fn forward(&mut self, tid: TransportId, pkt: RtpPacket) {
+    fn forward(&mut self, now: Instant, tid: TransportId, pkt: RtpPacket) {
         self.stats.rtp_in += 1;
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
@@ -1217,6 +1240,144 @@ impl Router {
             self.stats.rtp_forwarded += 1;
             self.stats.bytes_forwarded += pkt.payload.len() as u64;
         }
+        if let Some(si) = pkt.last_sender_info {
+            if let Some(p) = self.producers.get_mut(&pr) {
+                p.sender_info = Some(si);
+            }
+        }
+        self.forward_plain(now, pr, &pkt);
+    }
+
+    /// Plain consumers get the producer's packets with their own SSRC and sequence numbers and
+    /// the producer's timestamps, plus a sender report a second so the mixer can line up audio
+    /// and video of one participant.
+    fn forward_plain(&mut self, now: Instant, pr: ProducerId, pkt: &RtpPacket) {
+        let sender_info = self.producers.get(&pr).and_then(|p| p.sender_info);
+        for p in self.plain.values_mut().filter(|p| p.producer == pr) {
+            let base = *p.seq_base.get_or_insert(*pkt.seq_no);
+            let Some(seq) = (*pkt.seq_no + 1).checked_sub(base) else {
+                continue;
+            };
+            let bytes = crate::rtp::write_rtp(
+                p.pt,
+                pkt.header.marker,
+                seq as u16,
+                pkt.header.timestamp,
+                p.ssrc,
+                &pkt.payload,
+            );
+            p.packets = p.packets.wrapping_add(1);
+            p.octets = p.octets.wrapping_add(pkt.payload.len() as u32);
+            self.out
+                .push_back(RouterOutput::PlainTransmit(p.id, p.remote, bytes));
+            self.stats.rtp_forwarded += 1;
+            self.stats.bytes_forwarded += pkt.payload.len() as u64;
+            let Some(si) = sender_info else {
+                continue;
+            };
+            if p.last_sr
+                .is_some_and(|t| now.saturating_duration_since(t) < SR_INTERVAL)
+            {
+                continue;
+            }
+            p.last_sr = Some(now);
+            let unix_us = si
+                .ntp_time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            let sr = crate::rtp::write_sender_report(
+                p.ssrc,
+                crate::rtp::ntp_from_unix_micros(unix_us),
+                si.rtp_time.numer() as u32,
+                p.packets,
+                p.octets,
+            );
+            self.out
+                .push_back(RouterOutput::PlainTransmit(p.id, p.remote, sr));
+        }
+    }
+
+    // ------------------------------------------------------------ plain transports
+
+    /// Forward one producer as plain RTP to `remote` (a mixer input on this machine). Returns
+    /// the stream's description; packets come out as [`RouterOutput::PlainTransmit`].
+    pub fn plain_consume(
+        &mut self,
+        now: Instant,
+        producer: ProducerId,
+        remote: SocketAddr,
+    ) -> Result<PlainConsumerInfo, SfuError> {
+        let pr = self
+            .producers
+            .get(&producer)
+            .ok_or(SfuError::UnknownProducer)?;
+        let t = self
+            .transports
+            .get(&pr.transport)
+            .ok_or(SfuError::UnknownProducer)?;
+        // The codec the publisher negotiated for this m-line (its first, preferred one).
+        let params = t
+            .negotiated_params(pr.mid)
+            .into_iter()
+            .next()
+            .ok_or(SfuError::UnknownProducer)?;
+        let id = TransportId::random();
+        let ssrc = rand::random::<u32>() | 1;
+        let info =
+            PlainConsumerInfo::new(id, producer, pr.participant, pr.kind.into(), ssrc, &params);
+        self.plain.insert(
+            id,
+            PlainConsumer {
+                id,
+                producer,
+                remote,
+                ssrc,
+                pt: info.payload_type,
+                seq_base: None,
+                packets: 0,
+                octets: 0,
+                last_sr: None,
+            },
+        );
+        self.request_keyframe(now, producer);
+        self.drive(now);
+        Ok(info)
+    }
+
+    /// Stop a plain consumer.
+    pub fn close_plain(&mut self, tid: TransportId) -> Result<(), SfuError> {
+        self.plain.remove(&tid).ok_or(SfuError::UnknownSession)?;
+        self.out.push_back(RouterOutput::TransportClosed(tid));
+        Ok(())
+    }
+
+    /// RTCP from a plain receiver: keyframe requests (PLI/FIR) reach the publisher.
+    pub fn handle_plain_rtcp(&mut self, now: Instant, tid: TransportId, data: &[u8]) {
+        let Some(p) = self.plain.get(&tid) else {
+            return;
+        };
+        let (ssrc, producer) = (p.ssrc, p.producer);
+        let asks = crate::rtp::parse_feedback(data)
+            .into_iter()
+            .any(|f| match f {
+                crate::rtp::Feedback::Pli(m) | crate::rtp::Feedback::Fir(m) => m == ssrc,
+            });
+        if asks {
+            self.request_keyframe(now, producer);
+            self.drive(now);
+        }
+    }
+
+    /// Every producer of the room, for a consumer such as the compositor.
+    pub fn producer_list(&self) -> Vec<(ProducerId, ParticipantId, Kind, bool)> {
+        let mut v: Vec<_> = self
+            .producers
+            .values()
+            .map(|p| (p.id, p.participant, p.kind.into(), p.muted))
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v
     }
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct Producer {
     pub muted: bool,
     pub consumers: Vec<ConsumerId>,
     pub keyframes: KeyframeLimiter,
+    /// The publisher's latest RTCP sender report: maps its RTP timestamps to wall-clock time.
+    pub sender_info: Option<str0m::rtp::rtcp::SenderInfo>,
 }
 
 /// Rate-limits keyframe requests towards a publisher: a burst of new consumers (or a lossy
