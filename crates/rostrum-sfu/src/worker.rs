@@ -19,8 +19,8 @@ use crate::demux::Demux;
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, ProducerId, RoomId, TransportId};
 use crate::router::{
-    Audience, Joined, Kind, Notice, ParticipantKind, PlainConsumerInfo, Published, Router,
-    RouterOptions, RouterOutput,
+    Audience, Joined, Kind, Notice, ParticipantKind, PlainConsumerInfo, ProducerSummary, Published,
+    Router, RouterOptions, RouterOutput,
 };
 
 /// Where the worker listens and what it announces.
@@ -114,7 +114,7 @@ enum Command {
     },
     Producers {
         room: RoomId,
-        reply: oneshot::Sender<Result<Vec<(ProducerId, ParticipantId, Kind, bool)>, SfuError>>,
+        reply: oneshot::Sender<Result<Vec<ProducerSummary>, SfuError>>,
     },
 }
 
@@ -238,11 +238,8 @@ impl WorkerHandle {
         call!(self, ClosePlain { room, transport })
     }
 
-    /// The room's producers: (id, participant, kind, muted).
-    pub async fn producers(
-        &self,
-        room: RoomId,
-    ) -> Result<Vec<(ProducerId, ParticipantId, Kind, bool)>, SfuError> {
+    /// The room's producers.
+    pub async fn producers(&self, room: RoomId) -> Result<Vec<ProducerSummary>, SfuError> {
         call!(self, Producers { room })
     }
 }

@@ -62,7 +62,7 @@ async fn plain_consumer_gets_rtp_and_sender_reports_and_its_pli_reaches_the_publ
     let mixer = UdpSocket::bind("127.0.0.1:0").unwrap();
     mixer.set_nonblocking(true).unwrap();
     let producers = worker.producers(room.clone()).await.unwrap();
-    let (video, ..) = *producers.iter().find(|p| p.2 == Kind::Video).unwrap();
+    let video = producers.iter().find(|p| p.kind == Kind::Video).unwrap().id;
     let info = worker
         .plain_consume(room.clone(), video, mixer.local_addr().unwrap())
         .await

@@ -103,6 +103,16 @@ pub struct ParticipantInfo {
     pub producers: Vec<ProducerInfo>,
 }
 
+/// A producer as seen from outside the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerSummary {
+    pub id: ProducerId,
+    pub participant_id: ParticipantId,
+    pub kind: Kind,
+    pub muted: bool,
+}
+
 /// One m-line of a receive-transport offer and the producer it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -1370,13 +1380,18 @@ impl Router {
     }
 
     /// Every producer of the room, for a consumer such as the compositor.
-    pub fn producer_list(&self) -> Vec<(ProducerId, ParticipantId, Kind, bool)> {
+    pub fn producer_list(&self) -> Vec<ProducerSummary> {
         let mut v: Vec<_> = self
             .producers
             .values()
-            .map(|p| (p.id, p.participant, p.kind.into(), p.muted))
+            .map(|p| ProducerSummary {
+                id: p.id,
+                participant_id: p.participant,
+                kind: p.kind.into(),
+                muted: p.muted,
+            })
             .collect();
-        v.sort_by_key(|x| x.0);
+        v.sort_by_key(|x| x.id);
         v
     }
 }

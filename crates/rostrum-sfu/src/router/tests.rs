@@ -239,6 +239,7 @@ impl Net {
                 RouterOutput::TransportOpened(tid, ufrag) => self.demux.insert(tid, ufrag),
                 RouterOutput::TransportClosed(tid) => self.demux.remove(tid),
                 RouterOutput::ParticipantGone(p) => self.gone.push(p),
+                RouterOutput::PlainTransmit(..) => {}
             }
         }
     }
