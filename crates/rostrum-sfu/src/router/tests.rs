@@ -26,13 +26,15 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(port: u16, now: Instant) -> Endpoint {
+    /// `video`: the video codecs this endpoint supports.
+    fn new(port: u16, now: Instant, video: &[Codec]) -> Endpoint {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut rtc = RtcConfig::new()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
+            .enable_vp8(video.contains(&Codec::Vp8))
+            .enable_h264(video.contains(&Codec::H264))
             .build(now);
         rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).unwrap());
         Endpoint {
@@ -78,6 +80,8 @@ struct Peer {
     alive: bool,
     pid: Option<ParticipantId>,
     send_mids: Vec<(Mid, MediaKind)>,
+    /// The codec this peer publishes its video with.
+    video: Codec,
 }
 
 impl Peer {
@@ -137,14 +141,20 @@ impl Net {
     }
 
     fn add_peer(&mut self, name: &'static str) -> usize {
+        self.add_peer_with(name, Codec::Vp8)
+    }
+
+    /// A peer publishing video in `video`, able to receive VP8 and H.264.
+    fn add_peer_with(&mut self, name: &'static str, video: Codec) -> usize {
         let port = 50000 + 2 * self.peers.len() as u16;
         self.peers.push(Peer {
             name,
-            send: Endpoint::new(port, self.now),
-            recv: Endpoint::new(port + 1, self.now),
+            send: Endpoint::new(port, self.now, &[video]),
+            recv: Endpoint::new(port + 1, self.now, &[Codec::Vp8, Codec::H264]),
             alive: true,
             pid: None,
             send_mids: Vec::new(),
+            video,
         });
         self.peers.len() - 1
     }
@@ -260,7 +270,7 @@ impl Net {
                     let codec = if kind == MediaKind::Audio {
                         Codec::Opus
                     } else {
-                        Codec::Vp8
+                        p.video
                     };
                     let pt = p.send.pt(codec);
                     let n = tick / every;
@@ -363,6 +373,42 @@ fn two_people_see_each_other_and_a_new_consumer_triggers_a_pli() {
     assert!(
         net.peers[a].keyframe_requests() >= 1,
         "PLI to Alice for Bob's new consumer"
+    );
+}
+
+#[test]
+fn h264_is_forwarded_with_the_subscribers_payload_type() {
+    let mut net = stage();
+    let a = net.add_peer_with("H264 publisher", Codec::H264);
+    let b = net.add_peer("VP8 publisher");
+    net.join(a).unwrap();
+    net.join(b).unwrap();
+    net.publish(a);
+    net.publish(b);
+    net.answer_offers();
+    net.run(1500);
+    let h264_pts: Vec<_> = net.peers[b]
+        .recv
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .filter(|p| p.spec().codec == Codec::H264)
+        .map(|p| p.pt())
+        .collect();
+    let h264_packets = net.peers[b]
+        .recv
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::RtpPacket(p) if h264_pts.contains(&p.header.payload_type)))
+        .count();
+    assert!(
+        h264_packets > 10,
+        "B receives A's H.264 ({h264_packets} packets)"
+    );
+    assert!(
+        net.peers[a].rtp_count(MediaKind::Video) > 10,
+        "A receives B's VP8"
     );
 }
 
