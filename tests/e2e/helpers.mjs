@@ -21,9 +21,10 @@ export function log(...args) {
 
 /**
  * Starts `rostrum serve` on ephemeral ports, announcing 127.0.0.1, and resolves once it prints its stage URL.
+ * `prefix` runs it through another command, e.g. `['ip', 'netns', 'exec', NS]` (which execs, so the pid stays the server's).
  * Returns { origin, stageUrl, watchUrl, stop(), output() }.
  */
-export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '127.0.0.1:0' } = {}) {
+export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '127.0.0.1:0', prefix = [] } = {}) {
   const bin = process.env.ROSTRUM_BIN ? resolve(process.env.ROSTRUM_BIN) : join(repoRoot, 'target', 'debug', 'rostrum');
   if (!existsSync(bin)) {
     throw new Error(`rostrum binary not found at ${bin}: build it with \`cargo build -p rostrum-server\` or set ROSTRUM_BIN`);
@@ -40,7 +41,8 @@ export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '1
     '--web-root', 'web/dist',
     ...extraArgs,
   ];
-  const proc = spawn(bin, args, {
+  const [cmd, ...cmdArgs] = [...prefix, bin, ...args];
+  const proc = spawn(cmd, cmdArgs, {
     cwd: repoRoot,
     env: { RUST_LOG: 'info', ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -14,12 +14,12 @@
 // in all cases.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, CHROMIUM_ARGS, dumpConsole, log, newParticipantPage, repoRoot, sleep, waitJoined, waitMediaFlowing } from './helpers.mjs';
+import { chromium, CHROMIUM_ARGS, dumpConsole, log, newParticipantPage, sleep, startServer, waitJoined, waitMediaFlowing } from './helpers.mjs';
 
 const NS_PREFIX = 'rostrum-icetcp-';
 const NS = `${NS_PREFIX}${process.pid}`;
@@ -139,60 +139,8 @@ function dropCounters() {
 }
 
 /** `rostrum serve` inside the namespace on ephemeral ports, announcing 127.0.0.1 (the namespace's loopback). */
-async function startServerInNs(timeoutMs = 30000) {
-  const bin = process.env.ROSTRUM_BIN ? resolve(process.env.ROSTRUM_BIN) : join(repoRoot, 'target', 'debug', 'rostrum');
-  if (!existsSync(bin)) throw new Error(`rostrum binary not found at ${bin}: build it with \`cargo build -p rostrum-server\` or set ROSTRUM_BIN`);
-  if (!existsSync(join(repoRoot, 'web', 'dist', 'stream.html'))) throw new Error('web/dist/stream.html missing: run `npm run build --prefix web`');
-  const args = ['serve', '--http', '127.0.0.1:0', '--media-port', '0', '--public-ip', '127.0.0.1', '--web-root', 'web/dist'];
-  const proc = spawn('ip', ['netns', 'exec', NS, bin, ...args], {
-    cwd: repoRoot,
-    env: { RUST_LOG: 'info', ...process.env, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines = [];
-  const keep = (chunk) => {
-    for (const l of chunk.toString().split('\n')) if (l.length) lines.push(l);
-    if (lines.length > 4000) lines.splice(0, lines.length - 4000);
-  };
-  proc.stdout.on('data', keep);
-  proc.stderr.on('data', keep);
-  if (process.env.E2E_LOG_DIR) {
-    mkdirSync(process.env.E2E_LOG_DIR, { recursive: true });
-    const file = createWriteStream(join(process.env.E2E_LOG_DIR, `server-icetcp-${Date.now()}-${proc.pid}.log`));
-    proc.stdout.pipe(file);
-    proc.stderr.pipe(file);
-  }
-  const url = await new Promise((res, rej) => {
-    let buf = '';
-    const timer = setTimeout(() => rej(new Error(`rostrum (in ${NS}) did not print its stage URL within ${timeoutMs} ms:\n${lines.slice(-40).join('\n')}`)), timeoutMs);
-    const onData = (chunk) => {
-      buf += chunk.toString();
-      const m = buf.match(/stage:\s+(https?:\/\/\S+\/stream)/);
-      if (m) {
-        clearTimeout(timer);
-        proc.stdout.off('data', onData);
-        res(m[1]);
-      }
-    };
-    proc.stdout.on('data', onData);
-    proc.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      rej(new Error(`rostrum (in ${NS}) exited early (code ${code}, signal ${sig}):\n${lines.slice(-40).join('\n')}`));
-    });
-  });
-  log(`server up in netns ${NS}: ${url}`);
-  return {
-    stageUrl: url,
-    output: () => lines.join('\n'),
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+function startServerInNs() {
+  return startServer([], { prefix: ['ip', 'netns', 'exec', NS] });
 }
 
 /** Chromium inside the namespace: playwright starts a wrapper that enters the namespace and execs Chromium. */
