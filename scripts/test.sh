@@ -7,6 +7,7 @@ apt_need pkg-config pkg-config
 apt_need chromium chromium
 apt_need nft nftables
 apt_need ip iproute2
+apt_need ffmpeg ffmpeg
 build_web
 
 echo "== cargo fmt / clippy"

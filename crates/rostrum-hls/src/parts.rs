@@ -68,11 +68,21 @@ impl PartAssembler {
 
     /// Adds a fragment; returns the parts it completed, oldest first (at most
     /// two: the one a keyframe or overflow closed, and the one this fragment filled).
+    ///
+    /// Zero-length fragments (the caller's way to say "not on the timeline",
+    /// e.g. ffmpeg's audio-only fragments between video frames with
+    /// `frag_every_frame`) ride along in the current part. If a part so far
+    /// holds only such fragments, a keyframe joins it instead of closing it,
+    /// and the part counts as independent: it starts with the keyframe's
+    /// companions (audio), then the keyframe.
     pub fn push(&mut self, fragment: &Fragment, wall_clock_ms: Option<u64>) -> Vec<AssembledPart> {
         let duration = fragment.duration();
         let mut done = Vec::new();
         if let Some(p) = &self.pending {
-            if fragment.independent || p.duration.saturating_add(duration) > self.part_target {
+            // A part of only zero-length fragments has nothing to separate
+            // from: a keyframe joins it (see `push`'s docs).
+            let keyframe_splits = fragment.independent && !p.duration.is_zero();
+            if keyframe_splits || p.duration.saturating_add(duration) > self.part_target {
                 done.extend(self.pending.take());
             }
         }
@@ -83,6 +93,10 @@ impl PartAssembler {
             wall_clock_ms,
             fragments: 0,
         });
+        if part.duration.is_zero() {
+            part.independent |= fragment.independent;
+            part.wall_clock_ms = part.wall_clock_ms.or(wall_clock_ms);
+        }
         part.bytes.extend_from_slice(&fragment.bytes);
         part.duration = part.duration.saturating_add(duration);
         part.fragments += 1;
@@ -163,6 +177,42 @@ mod tests {
             assert_eq!((out[0].fragments, out[0].independent), (1, i % 4 == 0));
         }
         assert_eq!(a.flush(), None);
+    }
+
+    fn untimed(tag: u8) -> Fragment {
+        let mut f = frag(0, false, tag);
+        f.tracks[0].kind = TrackKind::Audio;
+        f
+    }
+
+    #[test]
+    fn zero_length_fragments_ride_along_and_a_keyframe_joins_them() {
+        let mut a = PartAssembler::new(Duration::from_millis(100));
+        // audio, KEY, audio, video, audio, video, video(closes), audio, KEY
+        assert!(a.push(&untimed(0), None).is_empty());
+        assert!(a.push(&frag(40, true, 1), Some(7)).is_empty());
+        assert!(a.push(&untimed(2), None).is_empty());
+        let first = a.push(&frag(40, false, 3), None);
+        assert_eq!(first.len(), 1, "40+40, one more would pass 100");
+        assert_eq!(
+            (
+                first[0].independent,
+                first[0].duration.as_millis(),
+                first[0].fragments
+            ),
+            (true, 80, 4)
+        );
+        assert_eq!(first[0].wall_clock_ms, Some(7));
+        assert_eq!(first[0].bytes, [0, 1, 2, 3]);
+        assert!(a.push(&untimed(4), None).is_empty());
+        assert!(a.push(&frag(40, false, 5), None).is_empty());
+        let out = a.push(&frag(40, true, 6), None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].independent, out[0].bytes.clone()),
+            (false, vec![4, 5])
+        );
+        assert_eq!(a.flush().map(|p| p.independent), Some(true));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! boundaries); the caller restarts the encoder and signals a discontinuity.
 
 mod boxes;
+mod codecs;
 #[cfg(test)]
 pub(crate) mod test_builder;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use boxes::FourCc;
 use boxes::{children, read_header, Reader};
+pub use codecs::{describe_init, InitCodecs};
 
 /// Why a stream could not be parsed. Every variant is fatal for the stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
