@@ -397,11 +397,7 @@ impl Worker {
         let Ok(contents) = data.try_into() else {
             return;
         };
-        let Some(router) = self
-            .transport_room
-            .get(&tid)
-            .and_then(|r| self.routers.get_mut(r))
-        else {
+        let Some(router) = self.router_of(tid) else {
             return;
         };
         router.handle_receive(
@@ -420,14 +416,16 @@ impl Worker {
         let Some(tid) = self.plain_by_remote.get(&source).copied() else {
             return;
         };
-        let Some(router) = self
-            .transport_room
-            .get(&tid)
-            .and_then(|r| self.routers.get_mut(r))
-        else {
+        let Some(router) = self.router_of(tid) else {
             return;
         };
         router.handle_plain_rtcp(now, tid, data);
+    }
+
+    /// The router that owns a transport.
+    fn router_of(&mut self, tid: TransportId) -> Option<&mut Router> {
+        let room = self.transport_room.get(&tid)?;
+        self.routers.get_mut(room)
     }
 
     fn router_for(&mut self, room: &RoomId) -> Result<&mut Router, SfuError> {
