@@ -3,7 +3,8 @@
 // Env: ROSTRUM_BIN, CHROMIUM_BIN, E2E_LOG_DIR (write each server's full output there), ROSTRUM_LOG (server log filter).
 
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,12 @@ export function log(...args) {
  * `prefix` runs it through another command, e.g. `['ip', 'netns', 'exec', NS]` (which execs, so the pid stays the server's).
  * Returns { origin, stageUrl, watchUrl, stop(), output() }.
  */
-export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '127.0.0.1:0', prefix = [] } = {}) {
+/**
+ * Start the rostrum binary on free ports. Stage tests run without the compositor (`broadcast:
+ * false`, the default here) so a 2-core CI machine spends its CPU on the browsers; broadcast tests
+ * pass `broadcast: true`. HLS goes to a fresh temporary directory (`server.storageDir`).
+ */
+export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '127.0.0.1:0', prefix = [], broadcast = false } = {}) {
   const bin = process.env.ROSTRUM_BIN ? resolve(process.env.ROSTRUM_BIN) : join(repoRoot, 'target', 'debug', 'rostrum');
   if (!existsSync(bin)) {
     throw new Error(`rostrum binary not found at ${bin}: build it with \`cargo build -p rostrum-server\` or set ROSTRUM_BIN`);
@@ -33,12 +39,15 @@ export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '1
   if (!existsSync(join(webRoot, 'stream.html'))) {
     throw new Error(`${webRoot}/stream.html missing: run \`npm run build --prefix web\``);
   }
+  const storageDir = mkdtempSync(join(tmpdir(), 'rostrum-hls-'));
   const args = [
     'serve',
     '--http', http,
     '--media-port', '0',
     '--public-ip', '127.0.0.1',
     '--web-root', 'web/dist',
+    '--storage-dir', storageDir,
+    ...(broadcast ? [] : ['--no-broadcast']),
     ...extraArgs,
   ];
   const [cmd, ...cmdArgs] = [...prefix, bin, ...args];
@@ -88,15 +97,18 @@ export async function startServer(extraArgs = [], { timeoutMs = 30000, http = '1
     origin,
     stageUrl,
     watchUrl: `${origin}/watch`,
+    storageDir,
     proc,
     output: () => lines.join('\n'),
     async stop(signal = 'SIGTERM') {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill(signal);
-      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill(signal);
+        const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(t);
+      }
+      if (!process.env.E2E_KEEP_HLS) rmSync(storageDir, { recursive: true, force: true });
     },
   };
 }

@@ -96,7 +96,7 @@ async function startServer() {
   if (!existsSync(bin)) throw new Error(`rostrum binary not found at ${bin}: cargo build -p rostrum-server, or set ROSTRUM_BIN`);
   const webRoot = join(repoRoot, 'web', 'dist');
   if (!existsSync(join(webRoot, 'stream.html'))) throw new Error(`${webRoot}/stream.html missing: npm run build --prefix web`);
-  const args = ['serve', '--http', '127.0.0.1:0', '--media-port', '0', '--bind-ip', MEDIA_IP, '--public-ip', MEDIA_IP, '--web-root', webRoot];
+  const args = ['serve', '--http', '127.0.0.1:0', '--media-port', '0', '--bind-ip', MEDIA_IP, '--public-ip', MEDIA_IP, '--web-root', webRoot, '--no-broadcast'];
   const proc = spawn(bin, args, { cwd: repoRoot, env: { RUST_LOG: 'info', ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   const keep = (chunk) => {

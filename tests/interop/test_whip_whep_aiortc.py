@@ -122,6 +122,7 @@ def server(tmp_path_factory):
         "--http", "127.0.0.1:0",
         "--media-port", "0",
         "--public-ip", "127.0.0.1",
+        "--no-broadcast",
         "--log", "rostrum_sfu=debug,info",
     ]
     log.info("starting %s (stderr: %s)", " ".join(cmd), stderr_path)

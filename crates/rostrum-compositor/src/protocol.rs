@@ -34,10 +34,7 @@ pub enum MediaKind {
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Command {
     /// Someone is on stage; seats keep the order they were added in (stage order).
-    Seat {
-        participant: String,
-        name: String,
-    },
+    Seat { participant: String, name: String },
     /// They left: their tile goes and the grid re-flows.
     Unseat { participant: String },
     /// The participant turned the camera off (`true`) or on again: off shows the placeholder at

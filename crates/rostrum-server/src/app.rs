@@ -15,6 +15,56 @@ use tower_http::services::{ServeDir, ServeFile};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use axum::extract::Path;
+use axum::Json;
+use rostrum_compositor::driver::default_mixer_bin;
+use rostrum_compositor::{BroadcastState, Compositor, CompositorOptions};
+use rostrum_hls::HlsRegistry;
+use std::time::Duration;
+
+/// `GET /api/broadcasts/{room}`: what a viewer's page needs to know (waiting, live, ended), and
+/// where to play it from.
+async fn broadcast_status(
+    State(compositor): State<Option<Compositor>>,
+    Path(room): Path<String>,
+) -> axum::response::Response {
+    let Ok(room) = rostrum_sfu::RoomId::new(&room) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "invalid room name: 1–64 letters, digits, - or _"})),
+        )
+            .into_response();
+    };
+    let room = room.as_str();
+    let status = compositor.as_ref().and_then(|c| c.status(room));
+    let master = format!("/hls/{room}/master.m3u8");
+    let body = match status {
+        None => serde_json::json!({
+            "room": room, "state": "waiting", "master": master, "recording": null,
+            "broadcast": compositor.is_some(),
+        }),
+        Some(s) => serde_json::json!({
+            "room": room,
+            "state": match s.state { BroadcastState::Live => "live", BroadcastState::Ended => "ended" },
+            "master": master,
+            "recording": (s.state == BroadcastState::Ended).then(|| format!("/hls/{room}/{}/vod.m3u8", s.id)),
+            "broadcast": true,
+            "id": s.id,
+            "startedAtMs": s.started_at_ms,
+            "endedAtMs": s.ended_at_ms,
+            "tiles": s.tiles,
+            "seats": s.seats,
+            "restarts": s.restarts,
+            "mixerPid": s.mixer_pid,
+        }),
+    };
+    let mut r = Json(body).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
 
 pub async fn serve(c: Config) -> anyhow::Result<()> {
     rostrum_sfu::install_crypto();
@@ -37,7 +87,24 @@ pub async fn serve(c: Config) -> anyhow::Result<()> {
             "the web app is not built here: /stream and /watch will be 404 (run `npm ci --prefix web && npm run build --prefix web`)"
         );
     }
-    let app = app(&c, worker.clone());
+    let store = rostrum_hls::HlsStore::from_config(&c.storage)
+        .with_context(|| format!("cannot open the HLS storage {:?}", c.storage_label()))?;
+    let registry = HlsRegistry::with_archive(store.clone());
+    let compositor = c.broadcast.then(|| {
+        Compositor::start(
+            worker.clone(),
+            store,
+            registry.clone(),
+            CompositorOptions {
+                mixer_bin: c.mixer.clone().unwrap_or_else(default_mixer_bin),
+                part_target: Duration::from_millis(c.part_ms),
+                segment_target: Duration::from_millis(c.segment_ms),
+                idle_end: Duration::from_secs(c.idle_end_s),
+                ..Default::default()
+            },
+        )
+    });
+    let app = app(&c, worker.clone(), registry, compositor);
     let listener = tokio::net::TcpListener::bind(c.http)
         .await
         .with_context(|| format!("cannot listen on {}", c.http))?;
@@ -62,9 +129,19 @@ pub async fn serve(c: Config) -> anyhow::Result<()> {
         .context("http server failed")
 }
 
-fn app(c: &Config, worker: WorkerHandle) -> Router {
+fn app(
+    c: &Config,
+    worker: WorkerHandle,
+    registry: HlsRegistry,
+    compositor: Option<Compositor>,
+) -> Router {
     let root = &c.web_root;
     Router::new()
+        .route(
+            "/api/broadcasts/{room}",
+            get(broadcast_status).with_state(compositor),
+        )
+        .merge(rostrum_hls::router(registry))
         .route("/", get(|| async { Redirect::temporary("/stream") }))
         .route_service("/stream", ServeFile::new(root.join("stream.html")))
         .route_service("/watch", ServeFile::new(root.join("watch.html")))

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use rostrum_hls::StoreConfig;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -26,6 +27,19 @@ pub struct Config {
     pub room_cap: usize,
     /// `tracing` filter, e.g. `info` or `rostrum_sfu=debug,info`.
     pub log: String,
+    /// Run the compositor here: every room with people on stage is mixed into an HLS broadcast.
+    pub broadcast: bool,
+    /// The `rostrum-mixer` executable; default: next to this binary.
+    pub mixer: Option<PathBuf>,
+    /// LL-HLS part target in milliseconds (the mixer's fragment duration).
+    pub part_ms: u64,
+    /// HLS segment target in milliseconds (the keyframe interval): whole seconds.
+    pub segment_ms: u64,
+    /// A broadcast ends after its stage has been empty this many seconds.
+    pub idle_end_s: u64,
+    /// Where parts, segments and playlists are written: `{ kind = "local", dir = "…" }` or
+    /// `{ kind = "s3", endpoint, bucket, region, access_key, secret_key, allow_http }`.
+    pub storage: StoreConfig,
 }
 
 impl Default for Config {
@@ -39,6 +53,14 @@ impl Default for Config {
             web_root: PathBuf::from("web/dist"),
             room_cap: 9,
             log: "info".into(),
+            broadcast: true,
+            mixer: None,
+            part_ms: 500,
+            segment_ms: 2000,
+            idle_end_s: 30,
+            storage: StoreConfig::Local {
+                dir: PathBuf::from("data/hls"),
+            },
         }
     }
 }
@@ -55,6 +77,16 @@ pub enum ConfigError {
     NeedPublicIp(IpAddr),
     #[error("public_ip {0} is unspecified; give the address clients reach this node at")]
     BadPublicIp(IpAddr),
+    #[error("part_ms must be between 200 and 2000 (got {0})")]
+    PartMs(u64),
+    #[error("segment_ms must be whole seconds between 1000 and 10000 and at least twice part_ms (got {segment_ms} with part_ms {part_ms})")]
+    SegmentMs { segment_ms: u64, part_ms: u64 },
+    #[error("idle_end_s must be at least 1 (got 0)")]
+    IdleEnd,
+    #[error("mixer {0} is not a file: build it (`cargo build --bin rostrum-mixer`) or set mixer (--mixer, ROSTRUM_MIXER)")]
+    Mixer(PathBuf),
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 impl Config {
@@ -62,6 +94,16 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e))
+    }
+
+    /// Where the storage is, without credentials (for messages).
+    pub fn storage_label(&self) -> String {
+        match &self.storage {
+            StoreConfig::Local { dir } => dir.display().to_string(),
+            StoreConfig::S3 {
+                endpoint, bucket, ..
+            } => format!("s3://{bucket} at {}", endpoint.as_deref().unwrap_or("AWS")),
+        }
     }
 
     /// The address put in ICE candidates.
@@ -72,6 +114,35 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=64).contains(&self.room_cap) {
             return Err(ConfigError::RoomCap(self.room_cap));
+        }
+        if !(200..=2000).contains(&self.part_ms) {
+            return Err(ConfigError::PartMs(self.part_ms));
+        }
+        if !(1000..=10_000).contains(&self.segment_ms)
+            || !self.segment_ms.is_multiple_of(1000)
+            || self.segment_ms < 2 * self.part_ms
+        {
+            return Err(ConfigError::SegmentMs {
+                segment_ms: self.segment_ms,
+                part_ms: self.part_ms,
+            });
+        }
+        if self.idle_end_s == 0 {
+            return Err(ConfigError::IdleEnd);
+        }
+        if let Some(m) = &self.mixer {
+            if self.broadcast && !m.is_file() {
+                return Err(ConfigError::Mixer(m.clone()));
+            }
+        }
+        match &self.storage {
+            StoreConfig::Local { dir } if dir.as_os_str().is_empty() => {
+                return Err(ConfigError::Storage("local storage needs a dir".into()))
+            }
+            StoreConfig::S3 { bucket, .. } if bucket.is_empty() => {
+                return Err(ConfigError::Storage("s3 storage needs a bucket".into()))
+            }
+            _ => {}
         }
         match self.public_ip {
             Some(ip) if ip.is_unspecified() => return Err(ConfigError::BadPublicIp(ip)),
@@ -122,5 +193,33 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("room_cap"));
+        let c = Config {
+            segment_ms: 1500,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("whole seconds"));
+        let c = Config {
+            mixer: Some(PathBuf::from("/nonexistent/rostrum-mixer")),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cargo build"));
+    }
+
+    #[test]
+    fn storage_reads_from_toml() {
+        let c: Config = toml::from_str(
+            "[storage]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nbucket = \"b\"\nregion = \"garage\"\naccess_key = \"k\"\nsecret_key = \"s\"\nallow_http = true\n",
+        )
+        .unwrap();
+        assert!(matches!(c.storage, StoreConfig::S3 { ref bucket, .. } if bucket == "b"));
+        c.validate().unwrap();
     }
 }

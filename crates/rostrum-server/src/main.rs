@@ -59,6 +59,41 @@ struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "ROSTRUM_LOG")]
     log: Option<String>,
+    /// Do not run the compositor (no HLS broadcast) on this node.
+    #[arg(long, env = "ROSTRUM_NO_BROADCAST", value_parser = clap::builder::BoolishValueParser::new())]
+    no_broadcast: bool,
+    /// The rostrum-mixer executable.
+    #[arg(long, env = "ROSTRUM_MIXER")]
+    mixer: Option<PathBuf>,
+    /// LL-HLS part target (ms).
+    #[arg(long, env = "ROSTRUM_PART_MS")]
+    part_ms: Option<u64>,
+    /// HLS segment target (ms, whole seconds).
+    #[arg(long, env = "ROSTRUM_SEGMENT_MS")]
+    segment_ms: Option<u64>,
+    /// End a broadcast after its stage has been empty this long (s).
+    #[arg(long, env = "ROSTRUM_IDLE_END_S")]
+    idle_end_s: Option<u64>,
+    /// Write HLS to this local directory.
+    #[arg(long, env = "ROSTRUM_STORAGE_DIR", conflicts_with = "s3_bucket")]
+    storage_dir: Option<PathBuf>,
+    /// Write HLS to this S3 bucket (with the --s3-* settings).
+    #[arg(long, env = "ROSTRUM_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// S3 endpoint, e.g. http://127.0.0.1:3900 (omit for AWS).
+    #[arg(long, env = "ROSTRUM_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "ROSTRUM_S3_REGION", default_value = "garage")]
+    s3_region: String,
+    #[arg(long, env = "ROSTRUM_S3_ACCESS_KEY", default_value = "")]
+    s3_access_key: String,
+    #[arg(
+        long,
+        env = "ROSTRUM_S3_SECRET_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    s3_secret_key: String,
 }
 
 impl ServeArgs {
@@ -90,6 +125,37 @@ impl ServeArgs {
         }
         if let Some(v) = &self.log {
             c.log = v.clone();
+        }
+        if self.no_broadcast {
+            c.broadcast = false;
+        }
+        if let Some(v) = &self.mixer {
+            c.mixer = Some(v.clone());
+        }
+        if let Some(v) = self.part_ms {
+            c.part_ms = v;
+        }
+        if let Some(v) = self.segment_ms {
+            c.segment_ms = v;
+        }
+        if let Some(v) = self.idle_end_s {
+            c.idle_end_s = v;
+        }
+        if let Some(dir) = &self.storage_dir {
+            c.storage = rostrum_hls::StoreConfig::Local { dir: dir.clone() };
+        }
+        if let Some(bucket) = &self.s3_bucket {
+            c.storage = rostrum_hls::StoreConfig::S3 {
+                allow_http: self
+                    .s3_endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+                endpoint: self.s3_endpoint.clone(),
+                bucket: bucket.clone(),
+                region: self.s3_region.clone(),
+                access_key: self.s3_access_key.clone(),
+                secret_key: self.s3_secret_key.clone(),
+            };
         }
         c.validate().context("invalid configuration")?;
         Ok(c)

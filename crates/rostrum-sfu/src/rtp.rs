@@ -39,6 +39,25 @@ pub fn write_sender_report(ssrc: u32, ntp: u64, rtp_ts: u32, packets: u32, octet
     b
 }
 
+/// An RTCP SDES packet with one CNAME item. Appended to a sender report (a compound packet), it
+/// tells the receiver which streams come from one participant, which is what lets it lip-sync them.
+pub fn write_sdes_cname(ssrc: u32, cname: &str) -> Vec<u8> {
+    let name = &cname.as_bytes()[..cname.len().min(255)];
+    // SSRC, CNAME item (type, length, text), then at least one zero octet, padded to 32 bits.
+    let chunk_len = 4 + 2 + name.len() + 1;
+    let padded = chunk_len.div_ceil(4) * 4;
+    let mut b = Vec::with_capacity(4 + padded);
+    b.push(0x81);
+    b.push(202);
+    b.extend_from_slice(&((padded / 4) as u16).to_be_bytes());
+    b.extend_from_slice(&ssrc.to_be_bytes());
+    b.push(1);
+    b.push(name.len() as u8);
+    b.extend_from_slice(name);
+    b.resize(4 + padded, 0);
+    b
+}
+
 /// Feedback from a plain-RTP receiver that the router acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feedback {
@@ -104,6 +123,22 @@ mod tests {
         assert_eq!(&p[2..4], &[0x12, 0x34]);
         assert_eq!(&p[4..8], &0xdeadbeefu32.to_be_bytes());
         assert_eq!(&p[8..12], &42u32.to_be_bytes());
+    }
+
+    #[test]
+    fn sdes_cname_is_a_padded_rtcp_packet() {
+        for name in ["", "p-1", "p-0123456789abcdef", &"x".repeat(300)] {
+            let b = write_sdes_cname(9, name);
+            assert_eq!(b.len() % 4, 0);
+            assert_eq!(b[1], 202);
+            let words = u16::from_be_bytes([b[2], b[3]]) as usize;
+            assert_eq!(b.len(), 4 + words * 4);
+            assert_eq!(u32::from_be_bytes([b[4], b[5], b[6], b[7]]), 9);
+            assert_eq!(b[8], 1);
+            let n = b[9] as usize;
+            assert_eq!(&b[10..10 + n], &name.as_bytes()[..n]);
+            assert_eq!(b[10 + n], 0, "item list ends with a zero octet");
+        }
     }
 
     #[test]

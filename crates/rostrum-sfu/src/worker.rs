@@ -12,16 +12,26 @@ use str0m::net::{Protocol, Receive, TcpType};
 use str0m::Candidate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::demux::Demux;
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, ProducerId, RoomId, TransportId};
 use crate::router::{
-    Audience, Joined, Kind, Notice, ParticipantKind, PlainConsumerInfo, ProducerSummary, Published,
-    Router, RouterOptions, RouterOutput,
+    Audience, Joined, Kind, Notice, ParticipantInfo, ParticipantKind, PlainConsumerInfo,
+    ProducerSummary, Published, Router, RouterOptions, RouterOutput,
 };
+
+/// Something that happened to a room as a whole (what its other participants are told), for
+/// watchers that are not participants: the compositor, metrics, the cluster.
+#[derive(Debug, Clone)]
+pub enum RoomEvent {
+    /// A stage notice: participant joined/left, producer added/removed/muted.
+    Notice { room: RoomId, notice: Notice },
+    /// The last participant left and the router is gone.
+    Closed { room: RoomId },
+}
 
 /// Where the worker listens and what it announces.
 #[derive(Debug, Clone)]
@@ -116,6 +126,10 @@ enum Command {
         room: RoomId,
         reply: oneshot::Sender<Result<Vec<ProducerSummary>, SfuError>>,
     },
+    Roster {
+        room: RoomId,
+        reply: oneshot::Sender<Result<Vec<ParticipantInfo>, SfuError>>,
+    },
 }
 
 /// Cheap, cloneable handle signaling uses to talk to the worker.
@@ -127,6 +141,7 @@ pub struct WorkerHandle {
     pub media_addr: SocketAddr,
     /// Where plain RTP to local receivers (the mixer) comes from, and where their RTCP goes.
     pub plain_addr: SocketAddr,
+    events: broadcast::Sender<RoomEvent>,
 }
 
 macro_rules! call {
@@ -242,6 +257,17 @@ impl WorkerHandle {
     pub async fn producers(&self, room: RoomId) -> Result<Vec<ProducerSummary>, SfuError> {
         call!(self, Producers { room })
     }
+
+    /// The room's participants and their producers, in join order.
+    pub async fn roster(&self, room: RoomId) -> Result<Vec<ParticipantInfo>, SfuError> {
+        call!(self, Roster { room })
+    }
+
+    /// Every room's events from now on. A receiver that falls behind gets `Lagged` and should
+    /// re-read [`WorkerHandle::roster`].
+    pub fn room_events(&self) -> broadcast::Receiver<RoomEvent> {
+        self.events.subscribe()
+    }
 }
 
 /// Bind the media port and start the worker task.
@@ -280,7 +306,9 @@ pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> 
     if let Some(listener) = tcp {
         tokio::spawn(accept_tcp(listener, tcp_in_tx, tcp_conn_tx));
     }
+    let (events, _) = broadcast::channel(1024);
     let worker = Worker {
+        events: events.clone(),
         udp,
         plain_udp,
         plain_by_remote: HashMap::new(),
@@ -301,10 +329,12 @@ pub async fn spawn_worker(opts: WorkerOptions) -> std::io::Result<WorkerHandle> 
         metrics,
         media_addr: local,
         plain_addr,
+        events,
     })
 }
 
 struct Worker {
+    events: broadcast::Sender<RoomEvent>,
     udp: UdpSocket,
     /// The one socket of every plain consumer; RTCP is routed by the receiver's address.
     plain_udp: UdpSocket,
@@ -542,6 +572,9 @@ impl Worker {
             Command::Producers { room, reply } => {
                 let _ = reply.send(self.router_for(&room).map(|r| r.producer_list()));
             }
+            Command::Roster { room, reply } => {
+                let _ = reply.send(self.router_for(&room).map(|r| r.roster()));
+            }
         }
     }
 
@@ -569,6 +602,13 @@ impl Worker {
                             }
                         }
                         Audience::Room { except } => {
+                            if !matches!(notice, Notice::Offer { .. }) {
+                                // Nobody listening is fine.
+                                let _ = self.events.send(RoomEvent::Notice {
+                                    room: room.clone(),
+                                    notice: notice.clone(),
+                                });
+                            }
                             for p in router.participant_ids().filter(|p| Some(*p) != except) {
                                 if let Some(m) = self.mailboxes.get(&p) {
                                     let _ = m.send(notice.clone());
@@ -616,10 +656,12 @@ impl Worker {
             }
         }
         let metrics = &self.metrics;
-        self.routers.retain(|_, r| {
+        let events = &self.events;
+        self.routers.retain(|room, r| {
             let keep = !r.is_empty();
             if !keep {
                 add_stats(metrics, r.take_stats());
+                let _ = events.send(RoomEvent::Closed { room: room.clone() });
             }
             keep
         });

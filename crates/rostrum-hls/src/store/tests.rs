@@ -270,20 +270,38 @@ fn configs_deserialize_and_build_without_network() {
     );
 }
 
-/// Against a real S3-compatible server when one is configured (the CI script
-/// starts garage and exports these); skipped otherwise.
+/// Against a real S3-compatible server when one is configured (`scripts/test.sh`
+/// starts garage through `scripts/garage.sh` and exports these); skipped
+/// otherwise, except where a skip would hide a missing server: with `CI=true` or
+/// `ROSTRUM_REQUIRE_S3=1` a missing configuration fails the test.
 #[tokio::test]
 async fn s3_round_trip_when_configured() {
-    let var = |k: &str| std::env::var(k).ok();
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (Some(endpoint), Some(bucket), Some(access_key), Some(secret_key)) = (
         var("ROSTRUM_TEST_S3_ENDPOINT"),
         var("ROSTRUM_TEST_S3_BUCKET"),
         var("ROSTRUM_TEST_S3_ACCESS_KEY"),
         var("ROSTRUM_TEST_S3_SECRET_KEY"),
     ) else {
+        let required = var("CI").is_some_and(|v| v == "true" || v == "1")
+            || var("ROSTRUM_REQUIRE_S3").is_some_and(|v| v != "0");
+        assert!(
+            !required,
+            "ROSTRUM_TEST_S3_{{ENDPOINT,BUCKET,ACCESS_KEY,SECRET_KEY}} not set, but CI/ROSTRUM_REQUIRE_S3 \
+             asks for the S3 test: run it under `bash scripts/garage.sh run -- cargo test ...`"
+        );
         eprintln!("skipped: ROSTRUM_TEST_S3_{{ENDPOINT,BUCKET,ACCESS_KEY,SECRET_KEY}} not set");
         return;
     };
+    // A prefix of its own per run, so runs against a shared bucket never meet.
+    let run = format!(
+        "run-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let store = HlsStore::from_config(&StoreConfig::S3 {
         allow_http: endpoint.starts_with("http://"),
         endpoint: Some(endpoint),
@@ -293,20 +311,106 @@ async fn s3_round_trip_when_configured() {
         secret_key,
     })
     .unwrap()
-    .with_prefix("rostrum-hls-test")
+    .with_prefix(&format!("rostrum-hls-test/{run}"))
     .unwrap();
+    assert!(store.keeps_attributes());
+
+    // Media first, then the playlist that names it, as the session writes them.
+    let init = Bytes::from_static(b"init bytes");
+    let part = Bytes::from_static(b"part bytes");
     let body = Bytes::from_static(b"segment bytes");
+    store
+        .put_init("room", "720p", 0, init.clone())
+        .await
+        .unwrap();
+    store
+        .put_part("room", "720p", 9, 0, part.clone())
+        .await
+        .unwrap();
     store
         .put_segment("room", "720p", 9, body.clone())
         .await
         .unwrap();
-    let key = store.key("room", "720p", &HlsObject::Segment(9)).unwrap();
-    let got = store.inner().get(&key).await.unwrap();
+    store
+        .put_media_playlist("room", "720p", "#EXTM3U\n#v1\n".into())
+        .await
+        .unwrap();
+    store.put_master("room", "#EXTM3U\n".into()).await.unwrap();
+
+    // Bytes and both attributes come back for every kind of object.
+    for (object, bytes) in [
+        (HlsObject::Init(0), init),
+        (HlsObject::Part { msn: 9, index: 0 }, part),
+        (HlsObject::Segment(9), body),
+        (
+            HlsObject::MediaPlaylist,
+            Bytes::from_static(b"#EXTM3U\n#v1\n"),
+        ),
+        (HlsObject::Master, Bytes::from_static(b"#EXTM3U\n")),
+    ] {
+        let key = store.key("room", "720p", &object).unwrap();
+        let got = store.inner().get(&key).await.unwrap();
+        let attr = |a: &Attribute| got.attributes.get(a).map(|v| v.as_ref().to_owned());
+        assert_eq!(
+            attr(&Attribute::ContentType).as_deref(),
+            Some(object.content_type()),
+            "{key}"
+        );
+        assert_eq!(
+            attr(&Attribute::CacheControl).as_deref(),
+            Some(object.cache_control()),
+            "{key}"
+        );
+        assert_eq!(got.bytes().await.unwrap(), bytes, "{key}");
+    }
+
+    // A playlist is overwritten in place; a missing object reads as None.
+    store
+        .put_media_playlist("room", "720p", "#EXTM3U\n#v2\n".into())
+        .await
+        .unwrap();
     assert_eq!(
-        got.attributes
-            .get(&Attribute::CacheControl)
-            .map(|v| v.as_ref()),
-        Some(IMMUTABLE_CACHE_CONTROL)
+        store
+            .get("room", "720p", &HlsObject::MediaPlaylist)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"#EXTM3U\n#v2\n"[..])
     );
-    assert_eq!(got.bytes().await.unwrap(), body);
+    assert_eq!(
+        store
+            .get("room", "720p", &HlsObject::Segment(10))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get("room", "720p", &HlsObject::Init(0))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"init bytes"[..])
+    );
+
+    // The layout is what a CDN in front of the bucket will ask for.
+    let mut keys: Vec<String> = store
+        .inner()
+        .list_with_delimiter(Some(&Path::from(format!(
+            "rostrum-hls-test/{run}/room/720p"
+        ))))
+        .await
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|m| m.location.filename().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["9.0.m4s", "9.m4s", "index.m3u8", "init.mp4"]);
+    for k in keys {
+        let path = Path::from(format!("rostrum-hls-test/{run}/room/720p/{k}"));
+        store.inner().delete(&path).await.unwrap();
+    }
+    let master = store.key("room", "", &HlsObject::Master).unwrap();
+    store.inner().delete(&master).await.unwrap();
 }

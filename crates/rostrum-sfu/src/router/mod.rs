@@ -216,6 +216,8 @@ pub enum ParticipantKind {
 
 struct Participant {
     name: String,
+    /// Join order: the stage (and the broadcast grid) seats people first come, first served.
+    seq: u64,
     send: Option<TransportId>,
     recv: Option<TransportId>,
     producers: Vec<ProducerId>,
@@ -239,6 +241,8 @@ pub struct Router {
     room: RoomId,
     opts: RouterOptions,
     participants: BTreeMap<ParticipantId, Participant>,
+    /// Join counter behind [`Participant::seq`].
+    next_seq: u64,
     transports: HashMap<TransportId, WebRtcTransport>,
     producers: HashMap<ProducerId, Producer>,
     consumers: HashMap<ConsumerId, Consumer>,
@@ -283,6 +287,7 @@ impl Router {
             room,
             opts,
             participants: BTreeMap::new(),
+            next_seq: 0,
             transports: HashMap::new(),
             producers: HashMap::new(),
             consumers: HashMap::new(),
@@ -379,6 +384,7 @@ impl Router {
             return Err(SfuError::RoomFull(self.opts.max_participants));
         }
         let id = ParticipantId::random();
+        self.next_seq += 1;
         let others = self
             .participants
             .iter()
@@ -391,6 +397,7 @@ impl Router {
             id,
             Participant {
                 name: name.clone(),
+                seq: self.next_seq,
                 send: None,
                 recv,
                 producers: Vec::new(),
@@ -1296,13 +1303,14 @@ impl Router {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as u64)
                 .unwrap_or(0);
-            let sr = crate::rtp::write_sender_report(
+            let mut sr = crate::rtp::write_sender_report(
                 p.ssrc,
                 crate::rtp::ntp_from_unix_micros(unix_us),
                 si.rtp_time.numer() as u32,
                 p.packets,
                 p.octets,
             );
+            sr.extend_from_slice(&crate::rtp::write_sdes_cname(p.ssrc, &p.cname));
             self.out
                 .push_back(RouterOutput::PlainTransmit(p.id, p.remote, sr));
         }
@@ -1344,6 +1352,7 @@ impl Router {
                 remote,
                 ssrc,
                 pt: info.payload_type,
+                cname: pr.participant.to_string(),
                 seq_base: None,
                 packets: 0,
                 octets: 0,
@@ -1380,6 +1389,13 @@ impl Router {
     }
 
     /// Every producer of the room, for a consumer such as the compositor.
+    /// Everyone in the room with their producers, in join order.
+    pub fn roster(&self) -> Vec<ParticipantInfo> {
+        let mut v: Vec<_> = self.participants.iter().collect();
+        v.sort_by_key(|(_, p)| p.seq);
+        v.into_iter().map(|(id, p)| self.info(*id, p)).collect()
+    }
+
     pub fn producer_list(&self) -> Vec<ProducerSummary> {
         let mut v: Vec<_> = self
             .producers

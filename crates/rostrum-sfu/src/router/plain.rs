@@ -17,6 +17,8 @@ pub(crate) struct PlainConsumer {
     pub remote: SocketAddr,
     pub ssrc: u32,
     pub pt: u8,
+    /// SDES CNAME in our sender reports: the participant, so a receiver can lip-sync their streams.
+    pub cname: String,
     /// Producer sequence number of the first packet sent, so ours start at 1.
     pub seq_base: Option<u64>,
     pub packets: u32,

@@ -1,0 +1,248 @@
+//! The broadcast through the real binaries: a str0m WHIP publisher whose video payloads are
+//! garbage → the node starts the mixer, the programme keeps coming as LL-HLS with the
+//! participant's placeholder tile, the HLS origin refuses bad requests, and an empty stage ends
+//! the broadcast with ENDLIST and a recording.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{location, post_sdp, Peer};
+use rand::Rng;
+use str0m::change::SdpAnswer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
+use str0m::rtp::{RtpWrite, SeqNo};
+
+fn mixer_bin() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_rostrum"));
+    let mixer = exe.with_file_name("rostrum-mixer");
+    assert!(
+        mixer.is_file(),
+        "{} missing: `cargo build -p rostrum-mixer` (cargo test --workspace builds it)",
+        mixer.display()
+    );
+    mixer
+}
+
+fn get(url: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .unwrap()
+}
+
+fn status(base: &str, room: &str) -> serde_json::Value {
+    get(&format!("{base}/api/broadcasts/{room}"))
+        .json()
+        .unwrap()
+}
+
+/// Media sequence number and part count of the newest segment in a live playlist.
+fn live_edge(playlist: &str) -> (u64, usize) {
+    let msn: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let segments = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXTINF"))
+        .count() as u64;
+    let trailing_parts = playlist
+        .rsplit("#EXTINF")
+        .next()
+        .map(|tail| {
+            tail.lines()
+                .filter(|l| l.starts_with("#EXT-X-PART:"))
+                .count()
+        })
+        .unwrap_or(0);
+    (msn + segments, trailing_parts)
+}
+
+#[test]
+fn corrupted_video_gets_a_placeholder_and_the_broadcast_goes_on_until_the_stage_empties() {
+    let storage = tempdir();
+    let server = common::start_server(&[
+        "--mixer",
+        mixer_bin().to_str().unwrap(),
+        "--storage-dir",
+        storage.to_str().unwrap(),
+        "--idle-end-s",
+        "2",
+    ]);
+    let base = server.base.clone();
+    let room = "bcast";
+
+    // Nobody has been on this stage: viewers wait; bad rooms are refused.
+    assert_eq!(status(&base, room)["state"], "waiting");
+    assert_eq!(
+        get(&format!("{base}/api/broadcasts/no%20spaces")).status(),
+        400
+    );
+    assert_eq!(get(&format!("{base}/hls/{room}/master.m3u8")).status(), 404);
+
+    let mut publisher = Peer::new();
+    let (offer, pending, mids) = publisher.offer(Direction::SendOnly);
+    let r = post_sdp(&format!("{base}/whip/{room}?name=Garbage"), &offer);
+    assert_eq!(r.status(), 201);
+    let whip = location(&r);
+    let answer = SdpAnswer::from_sdp_string(&r.text().unwrap()).unwrap();
+    publisher
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, answer)
+        .unwrap();
+
+    // 50 packets/s per kind of random bytes: valid RTP, undecodable payloads.
+    let mut rng = rand::rng();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut last_poll = Instant::now();
+    let mut live_playlist = String::new();
+    let mut st = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(25) {
+        let due = start.elapsed().as_millis() as u64 / 20;
+        while sent < due {
+            sent += 1;
+            for (mid, kind) in &mids {
+                let codec = if *kind == MediaKind::Audio {
+                    Codec::Opus
+                } else {
+                    Codec::Vp8
+                };
+                let pt = publisher.pt(codec);
+                let len = rng.random_range(20..900);
+                let payload: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                if let Some(tx) = publisher.rtc.direct_api().stream_tx_by_mid(*mid, None) {
+                    let ts = if *kind == MediaKind::Audio { 960 } else { 3000 };
+                    tx.write_rtp(
+                        RtpWrite::new(
+                            pt,
+                            SeqNo::from(sent),
+                            (sent * ts) as u32,
+                            Instant::now(),
+                            payload,
+                        )
+                        .marker(true),
+                    );
+                }
+            }
+        }
+        publisher.step();
+        if last_poll.elapsed() > Duration::from_millis(500) {
+            last_poll = Instant::now();
+            st = status(&base, room);
+            let r = get(&format!(
+                "{base}/hls/{room}/{}/index.m3u8",
+                st["id"].as_str().unwrap_or("x")
+            ));
+            if r.status() == 200 {
+                live_playlist = r.text().unwrap();
+            }
+            let placeholder = st["seats"]
+                .as_object()
+                .is_some_and(|s| s.values().any(|v| v == "missing"));
+            // Done once the programme has run for a few segments with the placeholder up.
+            if placeholder && live_edge(&live_playlist).0 >= 4 {
+                break;
+            }
+        }
+    }
+    assert_eq!(st["state"], "live", "{st}");
+    assert_eq!(st["tiles"], 1, "{st}");
+    assert_eq!(
+        st["restarts"], 0,
+        "garbage input must not crash the mixer: {st}"
+    );
+    let seats = st["seats"].as_object().cloned().unwrap_or_default();
+    assert!(
+        seats.values().all(|v| v == "missing"),
+        "the undecodable camera shows the placeholder: {st}"
+    );
+    assert!(
+        live_edge(&live_playlist).0 >= 4,
+        "programme kept coming:\n{live_playlist}"
+    );
+    for tag in [
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES",
+        "#EXT-X-PART-INF:PART-TARGET=",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        "#EXT-X-MAP:URI=",
+    ] {
+        assert!(
+            live_playlist.contains(tag),
+            "{tag} missing:\n{live_playlist}"
+        );
+    }
+    assert!(
+        !live_playlist.contains("#EXT-X-DISCONTINUITY\n"),
+        "{live_playlist}"
+    );
+    let id = st["id"].as_str().unwrap().to_string();
+    let master = get(&format!("{base}/hls/{room}/master.m3u8"))
+        .text()
+        .unwrap();
+    assert!(master.contains("RESOLUTION=1280x720"), "{master}");
+    assert!(master.contains(&format!("{id}/index.m3u8")), "{master}");
+
+    // Blocking reload far beyond the live edge is refused (RFC 8216bis 6.2.5.2).
+    let (msn, _) = live_edge(&live_playlist);
+    let far = get(&format!(
+        "{base}/hls/{room}/{id}/index.m3u8?_HLS_msn={}",
+        msn + 10
+    ));
+    assert_eq!(far.status(), 400);
+
+    // Leave: the stage is empty → after the idle time, ENDLIST and a recording.
+    let del = reqwest::blocking::Client::new()
+        .delete(format!("{base}{whip}"))
+        .send()
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&base, room)["state"] != "ended" {
+        assert!(
+            Instant::now() < deadline,
+            "broadcast did not end: {}",
+            status(&base, room)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = status(&base, room);
+    let recording = st["recording"].as_str().unwrap().to_string();
+    let vod = get(&format!("{base}{recording}"));
+    assert_eq!(vod.status(), 200);
+    let vod = vod.text().unwrap();
+    assert!(
+        vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains("#EXT-X-ENDLIST"),
+        "{vod}"
+    );
+    let ended = get(&format!("{base}/hls/{room}/{id}/index.m3u8"))
+        .text()
+        .unwrap();
+    assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
+    // Everything the recording names is in storage.
+    let dir = storage.join(room).join(&id);
+    for uri in vod.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(dir.join(uri).is_file(), "{uri} not in {}", dir.display());
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&storage);
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rostrum-bcast-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
