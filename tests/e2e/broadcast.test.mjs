@@ -54,6 +54,47 @@ function ffprobe(file) {
   return JSON.parse(out.toString());
 }
 
+/**
+ * Follows a live playlist with blocking reloads and records when each new part appears, so a
+ * viewer stall can be told apart from a gap in the programme. `stop()` returns the arrivals.
+ */
+function followParts(url) {
+  const arrivals = [];
+  let running = true;
+  (async () => {
+    let msn = null;
+    let part = null;
+    while (running) {
+      const q = msn === null ? '' : `?_HLS_msn=${msn}&_HLS_part=${part}`;
+      try {
+        const r = await fetch(url + q);
+        const text = await r.text();
+        const seq = parseInt(text.match(/#EXT-X-MEDIA-SEQUENCE:(\d+)/)?.[1] ?? '0', 10);
+        const tail = text.split('#EXTINF').length - 1;
+        const parts = (text.split(/#EXTINF[^\n]*\n[^\n]*\n/).pop().match(/#EXT-X-PART:/g) ?? []).length;
+        const edge = [seq + tail, parts];
+        arrivals.push({ at: Date.now(), msn: edge[0], part: edge[1] });
+        [msn, part] = edge;
+      } catch {
+        await sleep(100);
+      }
+    }
+  })();
+  return {
+    stop() {
+      running = false;
+      return arrivals;
+    },
+    /** The longest wait between two new parts within [from, to] (ms since epoch). */
+    maxGap(from, to) {
+      const xs = arrivals.filter((a) => a.at >= from && a.at <= to).map((a) => a.at);
+      let gap = 0;
+      for (let i = 1; i < xs.length; i++) gap = Math.max(gap, xs[i] - xs[i - 1]);
+      return gap;
+    },
+  };
+}
+
 /** A viewer's playback sample. */
 async function watchSample(viewer) {
   return viewer.evaluate(() => {
@@ -67,7 +108,7 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
   let browser;
   const pages = [];
   before(async () => {
-    server = await startServer(['--idle-end-s', '4'], { broadcast: true });
+    server = await startServer([], { broadcast: true });
     browser = await launchBrowser();
   });
   after(async () => {
@@ -133,6 +174,8 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
       assert.ok(s1.t - s0.t >= 5, `viewer advanced only ${s1.t - s0.t} s in 6 s`);
 
       // A third joins, then the first leaves: the grid re-flows in the running encoder.
+      const follower = followParts(`${media}/index.m3u8`);
+      const tReflow = Date.now();
       const third = await newParticipantPage(browser, 'Cy');
       pages.push(third);
       const tJoin = Date.now();
@@ -148,6 +191,9 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
       assert.ok(reflowLeave <= 6000, `leave re-flowed after ${reflowLeave} ms`);
       await sleep(4000);
       const s2 = await watchSample(viewer);
+      follower.stop();
+      const partGap = follower.maxGap(tReflow, Date.now());
+      log(`longest wait between two new parts across the re-flow: ${partGap} ms; viewer`, s1, '→', s2);
       assert.ok(s2.t - s1.t >= 4, `viewer stalled across the re-flow: ${JSON.stringify([s1, s2])}`);
       assert.equal(s2.stalls, s1.stalls, `viewer stalled across the re-flow: ${JSON.stringify([s1, s2])}`);
       const afterReflow = await text(`${media}/index.m3u8`);
@@ -181,12 +227,20 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
       const afterKill = await text(`${media}/index.m3u8`);
       assert.equal((afterKill.match(/#EXT-X-DISCONTINUITY\n/g) ?? []).length, 1, afterKill);
 
-      // Everyone leaves: after the idle time the broadcast ends, with a recording.
-      for (const p of pages.slice(2)) await p.close();
+      // The host (Bo: on stage the longest now that Ada left) ends the stage: everyone is off it
+      // and the broadcast ends at once (no idle wait), with a recording.
+      const [bo, cy] = [pages[2], pages[3]];
+      assert.equal(await cy.evaluate(() => window.rostrum.isHost()), false);
+      assert.equal((await cy.evaluate(() => window.rostrum.endStage()))?.code, 'not-host');
+      await bo.waitForFunction(() => window.rostrum.isHost() && !document.getElementById('end-stage').hidden, null, { timeout: 5000 });
+      const tEnd = Date.now();
+      await bo.click('#end-stage');
       const ended = await waitFor('the end', async () => {
         const s = await status(server, room);
         return s.state === 'ended' ? s : null;
-      }, 20000);
+      }, 15000, 100);
+      log(`host ended the stage: broadcast ended ${Date.now() - tEnd} ms later`);
+      for (const p of [bo, cy]) await p.waitForFunction(() => window.rostrum.state === 'idle', null, { timeout: 10000 });
       const vod = await text(`${server.origin}${ended.recording}`);
       assert.ok(vod.includes('#EXT-X-ENDLIST') && /^#EXT-X-DISCONTINUITY$/m.test(vod), vod);
       assert.ok((await text(`${media}/index.m3u8`)).includes('#EXT-X-ENDLIST'));

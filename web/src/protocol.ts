@@ -29,6 +29,8 @@ export interface JoinRequest {
 export type JoinAck = Ack<{
   participantId: string;
   participants: ParticipantInfo[];
+  /** Who can end the stage: the participant on stage the longest. */
+  hostId?: string;
   iceServers?: RTCIceServer[];
 }>;
 
@@ -59,6 +61,8 @@ export interface ServerToClientEvents {
   error: (msg: ProtocolError) => void;
   /** The server removed this participant (media timeout, transport failure): join again to come back. */
   closed: (msg: { reason: string }) => void;
+  /** The host ended the stage for everyone (the broadcast ends too). */
+  'stage-ended': (msg: { by: string }) => void;
 }
 
 export interface ClientToServerEvents {
@@ -67,6 +71,7 @@ export interface ClientToServerEvents {
   answer: (req: { sdp: string }, ack: (res: Ack) => void) => void;
   mute: (req: { kind: Kind; muted: boolean }, ack: (res: Ack) => void) => void;
   leave: (req: Record<string, never>, ack: (res: Ack) => void) => void;
+  'end-stage': (req: Record<string, never>, ack: (res: Ack) => void) => void;
 }
 
 /** Room names: 1–64 characters of [A-Za-z0-9_-]. */

@@ -40,6 +40,8 @@ export interface StageHandlers {
   /** A transient message for the status line (not an error state). */
   notice?(message: string): void;
   localMuteChanged?(kind: Kind, muted: boolean): void;
+  /** The host ended the stage: we are off it, and must not rejoin by ourselves. */
+  stageEnded?(): void;
 }
 
 export interface Timings {
@@ -114,6 +116,8 @@ export class StageClient {
   timings: Timings = {};
   /** How many times the session was (re)started on a fresh connection. */
   sessions = 0;
+  /** Who was on stage before us when we joined: while any of them stays, one of them is host. */
+  private before = new Set<string>();
 
   private socket: RostrumSocket | null = null;
   private localStream: MediaStream | null = null;
@@ -158,6 +162,25 @@ export class StageClient {
     const socket = this.makeSocket();
     if (socket.connected) void this.startSession();
     else socket.connect();
+  }
+
+  /** We are the participant on stage the longest, so we may end the stage for everyone. */
+  get isHost(): boolean {
+    if (this.state !== 'joined') return false;
+    for (const id of this.participants.keys()) if (this.before.has(id)) return false;
+    return true;
+  }
+
+  /** Ends the stage for everyone (host only); resolves with the server's error, if any. */
+  async endStage(): Promise<ProtocolError | null> {
+    const socket = this.socket;
+    if (!socket?.connected) return { code: 'unreachable', message: 'not connected' };
+    try {
+      const res = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('end-stage', {});
+      return ackError(res, 'end-stage');
+    } catch {
+      return { code: 'timeout', message: 'the server did not answer' };
+    }
   }
 
   async leave(): Promise<void> {
@@ -313,6 +336,10 @@ export class StageClient {
       else p.producers.set(msg.id, { id: msg.id, kind: msg.kind, muted: !!msg.muted });
       this.handlers.participantChanged?.(p);
     });
+    socket.on('stage-ended', () => {
+      // The `closed` that follows must not bring us back: leave for good.
+      void this.leave().then(() => this.handlers.stageEnded?.());
+    });
     socket.on('closed', (msg) => {
       const reason = typeof msg?.reason === 'string' ? msg.reason : 'unknown reason';
       console.warn('rostrum: removed from the room by the server:', reason);
@@ -353,6 +380,7 @@ export class StageClient {
       if (err || !res.ok) throw err;
       this.timings.joinAcked = performance.now();
       this.participantId = res.participantId;
+      this.before = new Set((res.participants ?? []).map((p: ParticipantInfo) => p?.id).filter((id: unknown): id is string => typeof id === 'string'));
       this.iceServers = Array.isArray(res.iceServers) ? res.iceServers : [];
       for (const info of res.participants ?? []) this.addFromJoin(info);
 

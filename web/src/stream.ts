@@ -22,6 +22,7 @@ const micBtn = $('toggle-mic') as HTMLButtonElement;
 const camBtn = $('toggle-cam') as HTMLButtonElement;
 const soundBtn = $('enable-sound') as HTMLButtonElement;
 const leaveBtn = $('leave') as HTMLButtonElement;
+const endBtn = $('end-stage') as HTMLButtonElement;
 const previewVideo = $video('preview');
 const previewTile = $('preview-tile');
 const localVideo = $video('local-video');
@@ -226,6 +227,12 @@ function onState(state: StageState, error: ProtocolError | null): void {
     for (const id of [...tiles.keys()]) removeTile(id);
   }
   updateEmpty();
+  updateHost();
+}
+
+/** Only the participant on stage the longest sees "End stage for everyone". */
+function updateHost(): void {
+  endBtn.hidden = !client.isHost;
 }
 
 function showBanner(text: string | null): void {
@@ -235,9 +242,19 @@ function showBanner(text: string | null): void {
 
 const client = new StageClient({
   state: onState,
-  participantAdded: (p) => updateTile(p),
+  participantAdded: (p) => {
+    updateTile(p);
+    updateHost();
+  },
   participantChanged: (p) => updateTile(p),
-  participantRemoved: (id) => removeTile(id),
+  participantRemoved: (id) => {
+    removeTile(id);
+    updateHost();
+  },
+  stageEnded: () => {
+    stopLocalMedia();
+    previewNotice.textContent = 'The host ended the stage. Your camera and microphone are off.';
+  },
   notice: (m) => {
     noticeEl.textContent = m;
   },
@@ -314,6 +331,12 @@ form.addEventListener('submit', (ev) => {
 micBtn.addEventListener('click', () => toggle('audio'));
 camBtn.addEventListener('click', () => toggle('video'));
 leaveBtn.addEventListener('click', () => void leave());
+endBtn.addEventListener('click', async () => {
+  endBtn.disabled = true;
+  const err = await client.endStage();
+  endBtn.disabled = false;
+  if (err) noticeEl.textContent = `Could not end the stage: ${err.message}`;
+});
 soundBtn.addEventListener('click', () => {
   soundBlocked = false;
   soundBtn.hidden = true;
@@ -367,6 +390,11 @@ window.rostrum = {
   stats: () => client.stats(),
   join: () => join(),
   leave: () => leave(),
+  endStage: async () => {
+    const e = await client.endStage();
+    return e && { code: e.code, message: e.message };
+  },
+  isHost: () => client.isHost,
   setMuted: (kind: Kind, muted: boolean) => client.setMuted(kind, muted),
 };
 

@@ -135,7 +135,8 @@ impl Broadcast {
             } => self.producer_added(*id, *participant_id, *kind, &mut out),
             Notice::ProducerRemoved { id, .. } => self.producer_removed(*id, &mut out),
             Notice::ProducerMuted { id, muted, .. } => self.producer_muted(*id, *muted, &mut out),
-            Notice::Offer { .. } | Notice::Closed { .. } => {}
+            // The driver ends the broadcast on StageEnded; the leaves that follow empty the grid.
+            Notice::Offer { .. } | Notice::Closed { .. } | Notice::StageEnded { .. } => {}
         }
         out
     }

@@ -217,6 +217,14 @@ async fn dispatch(
                         tokio::spawn(run_broadcast(ctx.clone(), room.clone(), tx.clone(), rx));
                         live.insert(room.clone(), tx);
                     }
+                    if matches!(notice, Notice::StageEnded { .. }) {
+                        // The host ended it: no idle wait; the next join starts a new broadcast.
+                        if let Some(tx) = live.remove(&room) {
+                            let (reply, _) = oneshot::channel();
+                            let _ = tx.send(Msg::End(reply));
+                        }
+                        continue;
+                    }
                     if let Some(tx) = live.get(&room) {
                         let _ = tx.send(Msg::Notice(notice));
                     }

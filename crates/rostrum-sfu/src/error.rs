@@ -30,6 +30,8 @@ pub enum SfuError {
     NothingToWatch,
     #[error("too many media sections ({0}); the limit is {1}")]
     TooManyTracks(usize, usize),
+    #[error("only the host (the participant on stage the longest) can end the stage")]
+    NotHost,
     #[error("the SFU worker is gone")]
     WorkerGone,
 }
@@ -40,6 +42,7 @@ impl SfuError {
         match self {
             SfuError::BadRoomName | SfuError::BadDisplayName | SfuError::BadId(_) => "bad-request",
             SfuError::RoomFull(_) => "room-full",
+            SfuError::NotHost => "not-host",
             SfuError::UnknownRoom => "unknown-room",
             SfuError::UnknownParticipant => "unknown-participant",
             SfuError::UnknownSession => "unknown-session",

@@ -130,6 +130,11 @@ enum Command {
         room: RoomId,
         reply: oneshot::Sender<Result<Vec<ParticipantInfo>, SfuError>>,
     },
+    EndStage {
+        room: RoomId,
+        by: ParticipantId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
 }
 
 /// Cheap, cloneable handle signaling uses to talk to the worker.
@@ -261,6 +266,11 @@ impl WorkerHandle {
     /// The room's participants and their producers, in join order.
     pub async fn roster(&self, room: RoomId) -> Result<Vec<ParticipantInfo>, SfuError> {
         call!(self, Roster { room })
+    }
+
+    /// The host (`by`) ends the stage for everyone.
+    pub async fn end_stage(&self, room: RoomId, by: ParticipantId) -> Result<(), SfuError> {
+        call!(self, EndStage { room, by })
     }
 
     /// Every room's events from now on. A receiver that falls behind gets `Lagged` and should
@@ -574,6 +584,9 @@ impl Worker {
             }
             Command::Roster { room, reply } => {
                 let _ = reply.send(self.router_for(&room).map(|r| r.roster()));
+            }
+            Command::EndStage { room, by, reply } => {
+                let _ = reply.send(self.router_for(&room).and_then(|r| r.end_stage(by)));
             }
         }
     }

@@ -151,6 +151,18 @@ async fn on_connect(s: SocketRef, worker: WorkerHandle) {
     );
 
     let (w, st) = (worker.clone(), seat.clone());
+    s.on("end-stage", async move |s: SocketRef, ack: AckSender| {
+        let v = match seat_of(&st) {
+            None => err("not-joined", "join a room first"),
+            Some((room, pid)) => match w.end_stage(room, pid).await {
+                Ok(()) => json!({ "ok": true }),
+                Err(e) => sfu_err(&e),
+            },
+        };
+        reply(&s, ack, v);
+    });
+
+    let (w, st) = (worker.clone(), seat.clone());
     s.on("leave", async move |s: SocketRef, ack: AckSender| {
         leave(&w, &st).await;
         reply(&s, ack, json!({ "ok": true }));
@@ -200,6 +212,7 @@ async fn join(
         "ok": true,
         "participantId": joined.participant_id,
         "participants": joined.others,
+        "hostId": joined.host,
         "iceServers": [],
     })
 }

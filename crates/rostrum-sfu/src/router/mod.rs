@@ -156,6 +156,10 @@ pub enum Notice {
         sdp: String,
         tracks: Vec<TrackInfo>,
     },
+    /// The host ended the stage: everyone is removed and the broadcast ends now.
+    StageEnded {
+        by: ParticipantId,
+    },
     /// The server removed this participant (media timeout, transport failure): its seat is gone
     /// and the client must join again to come back.
     Closed {
@@ -174,6 +178,7 @@ impl Notice {
             Notice::ProducerMuted { .. } => "producer-muted",
             Notice::Offer { .. } => "offer",
             Notice::Closed { .. } => "closed",
+            Notice::StageEnded { .. } => "stage-ended",
         }
     }
 }
@@ -227,7 +232,10 @@ struct Participant {
 #[derive(Debug, Clone)]
 pub struct Joined {
     pub participant_id: ParticipantId,
+    /// Everyone already there, in join order.
     pub others: Vec<ParticipantInfo>,
+    /// Who can end the stage: the participant on stage the longest (maybe this one).
+    pub host: ParticipantId,
 }
 
 /// Result of a publish.
@@ -385,11 +393,7 @@ impl Router {
         }
         let id = ParticipantId::random();
         self.next_seq += 1;
-        let others = self
-            .participants
-            .iter()
-            .map(|(pid, p)| self.info(*pid, p))
-            .collect();
+        let others = self.roster();
         let recv = (kind == ParticipantKind::Stage).then(|| {
             self.open_transport(now, TransportRole::Recv, TransportOwner::Participant(id))
         });
@@ -417,6 +421,7 @@ impl Router {
         );
         Ok(Joined {
             participant_id: id,
+            host: self.host().unwrap_or(id),
             others,
         })
     }
@@ -1389,6 +1394,32 @@ impl Router {
     }
 
     /// Every producer of the room, for a consumer such as the compositor.
+    /// The participant on stage the longest: the one who may end it.
+    pub fn host(&self) -> Option<ParticipantId> {
+        self.participants
+            .iter()
+            .min_by_key(|(_, p)| p.seq)
+            .map(|(id, _)| *id)
+    }
+
+    /// The host ends the stage: everyone is told, then removed; the room closes.
+    pub fn end_stage(&mut self, by: ParticipantId) -> Result<(), SfuError> {
+        if self.host() != Some(by) {
+            return Err(SfuError::NotHost);
+        }
+        let everyone: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        // Each participant first (the room audience is resolved when delivered, by which time
+        // they have all left), then the room as a whole for watchers such as the compositor.
+        for pid in &everyone {
+            self.notify(Audience::Participant(*pid), Notice::StageEnded { by });
+        }
+        self.notify(Audience::Room { except: None }, Notice::StageEnded { by });
+        for pid in everyone {
+            self.leave(pid, "the host ended the stage");
+        }
+        Ok(())
+    }
+
     /// Everyone in the room with their producers, in join order.
     pub fn roster(&self) -> Vec<ParticipantInfo> {
         let mut v: Vec<_> = self.participants.iter().collect();

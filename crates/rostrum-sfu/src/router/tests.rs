@@ -503,6 +503,49 @@ fn the_room_has_a_cap() {
 }
 
 #[test]
+fn the_host_is_the_longest_on_stage_and_only_the_host_ends_it() {
+    let mut net = stage();
+    let a = net.add_peer("A");
+    let ja = net.join(a).unwrap();
+    assert_eq!(ja.host, ja.participant_id, "the first is the host");
+    let b = net.add_peer("B");
+    let jb = net.join(b).unwrap();
+    assert_eq!(jb.host, ja.participant_id);
+    let c = net.add_peer("C");
+    let jc = net.join(c).unwrap();
+    let order: Vec<_> = jc.others.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(order, ["A", "B"], "others come in join order");
+    assert_eq!(
+        net.router.end_stage(jb.participant_id).unwrap_err().code(),
+        "not-host"
+    );
+    assert_eq!(
+        net.router.participant_count(),
+        3,
+        "a refused end changes nothing"
+    );
+    // The host leaves: the next longest on stage is the host.
+    net.router.leave(ja.participant_id, "asked to leave");
+    net.pump_router();
+    assert_eq!(net.router.host(), Some(jb.participant_id));
+    net.router.end_stage(jb.participant_id).unwrap();
+    net.pump_router();
+    assert_eq!(net.router.participant_count(), 0);
+    assert!(net.router.is_empty());
+    let ended = net
+        .notices_for(jc.participant_id)
+        .into_iter()
+        .filter(|n| matches!(n, Notice::StageEnded { .. }) || matches!(n, Notice::Closed { .. }))
+        .count();
+    assert!(ended >= 2, "C was told the stage ended, then closed");
+    assert!(net
+        .notices
+        .iter()
+        .any(|(to, n)| *to == Audience::Participant(jc.participant_id)
+            && matches!(n, Notice::StageEnded { .. })));
+}
+
+#[test]
 fn a_vanished_participant_is_removed_within_five_seconds() {
     let mut net = stage();
     let a = net.add_peer("A");
