@@ -334,127 +334,115 @@ async fn run_broadcast(
 
     'life: loop {
         generation += 1;
-        let mut mixer = match spawn_mixer(&ctx, generation, &hls, me.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(%room, bin = %ctx.opts.mixer_bin.display(), "cannot start the mixer: {e}");
-                let delay = sup.exited(Instant::now());
-                if wait_out(
-                    delay.max(Duration::from_secs(1)),
-                    &ctx,
-                    &room,
-                    &mut b,
-                    &mut rx,
-                    &mut idle_since,
-                    &mut end_reply,
-                    generation,
-                )
-                .await
+        // Run one mixer to its end; the value is the back-off before the next one.
+        let delay = 'run: {
+            let mut mixer = match spawn_mixer(&ctx, generation, &hls, me.clone()) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(%room, bin = %ctx.opts.mixer_bin.display(), "cannot start the mixer: {e}");
+                    break 'run sup.exited(Instant::now()).max(Duration::from_secs(1));
+                }
+            };
+            sup.started(Instant::now(), hls.metrics().parts_published);
+            let pid = mixer.child.id();
+            ctx.set_status(&id, |s| s.mixer_pid = pid);
+            debug!(%room, ?pid, generation, "mixer started");
+
+            // Run this mixer until it exits, stalls, or the broadcast ends.
+            let why: &str = loop {
+                tokio::select! {
+                    status = mixer.child.wait() => {
+                        break match status {
+                            Ok(s) if s.success() => "exited",
+                            Ok(_) => "crashed",
+                            Err(_) => "lost",
+                        };
+                    }
+                    _ = tick.tick() => {
+                        let now = Instant::now();
+                        let m = hls.metrics();
+                        if sup.stalled(now, m.parts_published, m.last_part_age) {
+                            let _ = mixer.child.start_kill();
+                            break "stalled";
+                        }
+                        if idle_since.is_some_and(|t| now.saturating_duration_since(t) >= ctx.opts.idle_end) {
+                            info!(%room, "stage empty for {:?}: ending the broadcast", ctx.opts.idle_end);
+                            break "idle";
+                        }
+                    }
+                    msg = rx.recv() => {
+                        let Some(msg) = msg else { break "idle" };
+                        match msg {
+                            Msg::End(reply) => {
+                                end_reply = Some(reply);
+                                break "ended";
+                            }
+                            Msg::MixerLine(g, line) if g == generation => {
+                                on_mixer_line(&ctx, &id, &room, &mut b, &mut mixer, line, &me);
+                            }
+                            Msg::Consumed(g, producer, res) if g == generation => {
+                                let actions = match res {
+                                    Ok(info) => b.consumed(&info),
+                                    Err(e) => {
+                                        debug!(%room, %producer, "plain consume failed: {e}");
+                                        b.consume_failed(producer)
+                                    }
+                                };
+                                execute(&ctx, &room, &mixer, actions, &me);
+                            }
+                            Msg::MixerLine(..) => {}
+                            Msg::Consumed(_, _, Ok(info)) => {
+                                // For a dead mixer: nobody reads it.
+                                close_plain(&ctx, &room, info.transport_id);
+                            }
+                            Msg::Consumed(..) => {}
+                            other => {
+                                let actions = on_stage(&ctx, &room, &mut b, other, &mut idle_since).await;
+                                execute(&ctx, &room, &mixer, actions, &me);
+                            }
+                        }
+                    }
+                }
+            };
+
+            if matches!(why, "idle" | "ended") {
+                let _ = mixer.stdin.send(Command::Stop.to_line());
+                if tokio::time::timeout(ctx.opts.stop_wait, mixer.child.wait())
+                    .await
+                    .is_err()
                 {
-                    break 'life;
+                    warn!(%room, "mixer did not stop in {:?}: killing it", ctx.opts.stop_wait);
+                    let _ = mixer.child.kill().await;
                 }
-                continue 'life;
+                let _ = mixer.pump.await;
+                for a in b.mixer_stopped() {
+                    if let Action::ClosePlain { transport } = a {
+                        close_plain(&ctx, &room, transport);
+                    }
+                }
+                break 'life;
             }
-        };
-        sup.started(Instant::now(), hls.metrics().parts_published);
-        let pid = mixer.child.id();
-        ctx.set_status(&id, |s| s.mixer_pid = pid);
-        debug!(%room, ?pid, generation, "mixer started");
 
-        // Run this mixer until it exits, stalls, or the broadcast ends.
-        let why: &str = loop {
-            tokio::select! {
-                status = mixer.child.wait() => {
-                    break match status {
-                        Ok(s) if s.success() => "exited",
-                        Ok(_) => "crashed",
-                        Err(_) => "lost",
-                    };
-                }
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    let m = hls.metrics();
-                    if sup.stalled(now, m.parts_published, m.last_part_age) {
-                        let _ = mixer.child.start_kill();
-                        break "stalled";
-                    }
-                    if idle_since.is_some_and(|t| now.saturating_duration_since(t) >= ctx.opts.idle_end) {
-                        info!(%room, "stage empty for {:?}: ending the broadcast", ctx.opts.idle_end);
-                        break "idle";
-                    }
-                }
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break "idle" };
-                    match msg {
-                        Msg::End(reply) => {
-                            end_reply = Some(reply);
-                            break "ended";
-                        }
-                        Msg::MixerLine(g, line) if g == generation => {
-                            on_mixer_line(&ctx, &id, &room, &mut b, &mut mixer, line, &me);
-                        }
-                        Msg::Consumed(g, producer, res) if g == generation => {
-                            let actions = match res {
-                                Ok(info) => b.consumed(&info),
-                                Err(e) => {
-                                    debug!(%room, %producer, "plain consume failed: {e}");
-                                    b.consume_failed(producer)
-                                }
-                            };
-                            execute(&ctx, &room, &mixer, actions, &me);
-                        }
-                        Msg::MixerLine(..) => {}
-                        Msg::Consumed(_, _, Ok(info)) => {
-                            // For a dead mixer: nobody reads it.
-                            close_plain(&ctx, &room, info.transport_id);
-                        }
-                        Msg::Consumed(..) => {}
-                        other => {
-                            let actions = on_stage(&ctx, &room, &mut b, other, &mut idle_since).await;
-                            execute(&ctx, &room, &mixer, actions, &me);
-                        }
-                    }
-                }
-            }
-        };
-
-        if matches!(why, "idle" | "ended") {
-            let _ = mixer.stdin.send(Command::Stop.to_line());
-            if tokio::time::timeout(ctx.opts.stop_wait, mixer.child.wait())
-                .await
-                .is_err()
-            {
-                warn!(%room, "mixer did not stop in {:?}: killing it", ctx.opts.stop_wait);
-                let _ = mixer.child.kill().await;
-            }
+            // Crash, kill or stall: same playlist, one discontinuity, a fresh mixer.
+            let _ = mixer.child.kill().await;
             let _ = mixer.pump.await;
+            warn!(
+                %room, generation, why,
+                stderr = %mixer.tail.iter().cloned().collect::<Vec<_>>().join(" | "),
+                "mixer {why}; restarting"
+            );
             for a in b.mixer_stopped() {
                 if let Action::ClosePlain { transport } = a {
                     close_plain(&ctx, &room, transport);
                 }
             }
-            break 'life;
-        }
-
-        // Crash, kill or stall: same playlist, one discontinuity, a fresh mixer.
-        let _ = mixer.child.kill().await;
-        let _ = mixer.pump.await;
-        warn!(
-            %room, generation, why,
-            stderr = %mixer.tail.iter().cloned().collect::<Vec<_>>().join(" | "),
-            "mixer {why}; restarting"
-        );
-        for a in b.mixer_stopped() {
-            if let Action::ClosePlain { transport } = a {
-                close_plain(&ctx, &room, transport);
-            }
-        }
-        let _ = hls.encoder_restarted().await;
-        ctx.set_status(&id, |s| {
-            s.restarts += 1;
-            s.mixer_pid = None;
-        });
-        let delay = sup.exited(Instant::now());
+            let _ = hls.encoder_restarted().await;
+            ctx.set_status(&id, |s| {
+                s.restarts += 1;
+                s.mixer_pid = None;
+            });
+            sup.exited(Instant::now())
+        };
         if wait_out(
             delay,
             &ctx,

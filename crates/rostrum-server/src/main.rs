@@ -167,7 +167,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Config(args) => {
-            let c = args.resolve()?;
+            let mut c = args.resolve()?;
+            // Printed configs end up in tickets and logs: never the secret.
+            if let rostrum_hls::StoreConfig::S3 { secret_key, .. } = &mut c.storage {
+                if !secret_key.is_empty() {
+                    *secret_key = "(hidden)".into();
+                }
+            }
             print!("{}", toml::to_string_pretty(&c)?);
             Ok(())
         }

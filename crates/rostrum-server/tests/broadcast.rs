@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use common::{location, post_sdp, Peer};
 use rand::Rng;
 use str0m::change::SdpAnswer;
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::media::Direction;
 
 fn mixer_bin() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_rostrum"));
@@ -107,33 +105,10 @@ fn corrupted_video_gets_a_placeholder_and_the_broadcast_goes_on_until_the_stage_
     let mut live_playlist = String::new();
     let mut st = serde_json::Value::Null;
     while start.elapsed() < Duration::from_secs(25) {
-        let due = start.elapsed().as_millis() as u64 / 20;
-        while sent < due {
-            sent += 1;
-            for (mid, kind) in &mids {
-                let codec = if *kind == MediaKind::Audio {
-                    Codec::Opus
-                } else {
-                    Codec::Vp8
-                };
-                let pt = publisher.pt(codec);
-                let len = rng.random_range(20..900);
-                let payload: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-                if let Some(tx) = publisher.rtc.direct_api().stream_tx_by_mid(*mid, None) {
-                    let ts = if *kind == MediaKind::Audio { 960 } else { 3000 };
-                    tx.write_rtp(
-                        RtpWrite::new(
-                            pt,
-                            SeqNo::from(sent),
-                            (sent * ts) as u32,
-                            Instant::now(),
-                            payload,
-                        )
-                        .marker(true),
-                    );
-                }
-            }
-        }
+        publisher.send_due(start, &mut sent, &mids, |_| {
+            let len = rng.random_range(20..900);
+            (0..len).map(|_| rng.random()).collect()
+        });
         publisher.step();
         if last_poll.elapsed() > Duration::from_millis(500) {
             last_poll = Instant::now();

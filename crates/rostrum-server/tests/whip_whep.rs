@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{location, post_sdp, Peer};
 use str0m::change::SdpAnswer;
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::media::Direction;
 
 /// The SFU alone: no compositor in these tests.
 fn start_server(extra: &[&str]) -> common::Server {
@@ -47,29 +45,7 @@ fn whip_publisher_reaches_whep_viewer_through_the_sfu() {
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < Duration::from_secs(4) {
-        // 50 packets/s of each kind, stamped by wall clock.
-        let due = start.elapsed().as_millis() as u64 / 20;
-        while sent < due {
-            sent += 1;
-            for (mid, kind) in &mids {
-                let codec = if *kind == MediaKind::Audio {
-                    Codec::Opus
-                } else {
-                    Codec::Vp8
-                };
-                let pt = publisher.pt(codec);
-                if let Some(tx) = publisher.rtc.direct_api().stream_tx_by_mid(*mid, None) {
-                    let rtp = RtpWrite::new(
-                        pt,
-                        SeqNo::from(sent),
-                        (sent * 960) as u32,
-                        Instant::now(),
-                        vec![0x10, 0, 1, 2, 3],
-                    );
-                    tx.write_rtp(rtp.marker(true));
-                }
-            }
-        }
+        publisher.send_due(start, &mut sent, &mids, |_| vec![0x10, 0, 1, 2, 3]);
         publisher.step();
         viewer.step();
     }

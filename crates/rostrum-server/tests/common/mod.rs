@@ -11,6 +11,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 pub struct Server {
@@ -131,6 +132,39 @@ impl Peer {
             Err(_) => Input::Timeout(Instant::now()),
         };
         self.rtc.handle_input(input).unwrap();
+    }
+
+    /// Sends every packet due by now at 50 packets/s per m-line (wall clock since `start`; `sent`
+    /// counts rounds), each with the payload `payload` makes for its kind; marker set, 20 ms apart.
+    pub fn send_due(
+        &mut self,
+        start: Instant,
+        sent: &mut u64,
+        mids: &[(Mid, MediaKind)],
+        mut payload: impl FnMut(MediaKind) -> Vec<u8>,
+    ) {
+        let due = start.elapsed().as_millis() as u64 / 20;
+        while *sent < due {
+            *sent += 1;
+            for (mid, kind) in mids {
+                let (codec, ticks) = match kind {
+                    MediaKind::Audio => (Codec::Opus, 960),
+                    MediaKind::Video => (Codec::Vp8, 1800),
+                };
+                let pt = self.pt(codec);
+                let data = payload(*kind);
+                if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(*mid, None) {
+                    let rtp = RtpWrite::new(
+                        pt,
+                        SeqNo::from(*sent),
+                        (*sent * ticks) as u32,
+                        Instant::now(),
+                        data,
+                    );
+                    tx.write_rtp(rtp.marker(true));
+                }
+            }
+        }
     }
 
     pub fn pt(&self, codec: Codec) -> str0m::media::Pt {
