@@ -66,16 +66,91 @@ fn live_edge(playlist: &str) -> (u64, usize) {
 #[test]
 fn corrupted_video_gets_a_placeholder_and_the_broadcast_goes_on_until_the_stage_empties() {
     let storage = tempdir();
-    let server = common::start_server(&[
-        "--mixer",
-        mixer_bin().to_str().unwrap(),
-        "--storage-dir",
-        storage.to_str().unwrap(),
-        "--idle-end-s",
-        "2",
-    ]);
-    let base = server.base.clone();
     let room = "bcast";
+    let (id, vod) = broadcast_scenario(room, &["--storage-dir", storage.to_str().unwrap()]);
+    // Everything the recording names is on disk.
+    let dir = storage.join(room).join(&id);
+    for uri in media_uris(&vod) {
+        assert!(dir.join(&uri).is_file(), "{uri} not in {}", dir.display());
+    }
+    let _ = std::fs::remove_dir_all(&storage);
+}
+
+/// The same broadcast written to a real S3-compatible server (garage, started by
+/// `scripts/garage.sh`); then a fresh node with no broadcast of its own replays the recording
+/// from the bucket.
+#[test]
+fn the_recording_goes_to_s3_and_a_fresh_node_replays_it() {
+    let var = |k: &str| std::env::var(format!("ROSTRUM_TEST_S3_{k}")).ok();
+    let (Some(endpoint), Some(bucket), Some(access), Some(secret)) = (
+        var("ENDPOINT"),
+        var("BUCKET"),
+        var("ACCESS_KEY"),
+        var("SECRET_KEY"),
+    ) else {
+        let required = std::env::var("ROSTRUM_REQUIRE_S3").is_ok_and(|v| v != "0")
+            || std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !required,
+            "ROSTRUM_TEST_S3_* not set: run under `bash scripts/garage.sh run -- cargo test`"
+        );
+        eprintln!("skipped: no S3 server (ROSTRUM_TEST_S3_*); scripts/garage.sh starts one");
+        return;
+    };
+    let region = var("REGION").unwrap_or_else(|| "garage".into());
+    let s3 = [
+        "--s3-bucket",
+        &bucket,
+        "--s3-endpoint",
+        &endpoint,
+        "--s3-region",
+        &region,
+        "--s3-access-key",
+        &access,
+        "--s3-secret-key",
+        &secret,
+    ];
+    let room = format!("s3-{:x}", rand::random::<u32>());
+    let (id, vod) = broadcast_scenario(&room, &s3);
+    let mut args = vec!["--no-broadcast"];
+    args.extend_from_slice(&s3);
+    let fresh = common::start_server(&args);
+    let stored = get(&format!("{}/hls/{room}/{id}/vod.m3u8", fresh.base));
+    assert_eq!(stored.status(), 200);
+    assert_eq!(stored.text().unwrap(), vod);
+    for uri in media_uris(&vod) {
+        let r = get(&format!("{}/hls/{room}/{id}/{uri}", fresh.base));
+        assert_eq!(r.status(), 200, "{uri}");
+        assert!(!r.bytes().unwrap().is_empty(), "{uri}");
+    }
+}
+
+/// Segments and the init segment a playlist names.
+fn media_uris(playlist: &str) -> Vec<String> {
+    let mut v: Vec<String> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for l in playlist.lines() {
+        if let Some(rest) = l.strip_prefix("#EXT-X-MAP:URI=\"") {
+            v.extend(rest.split('"').next().map(str::to_owned));
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A WHIP publisher of garbage joins `room`, the broadcast runs with its placeholder, the
+/// publisher leaves, the idle time ends the broadcast. Returns the broadcast id and its VOD
+/// playlist.
+fn broadcast_scenario(room: &str, storage: &[&str]) -> (String, String) {
+    let mixer = mixer_bin();
+    let mut args = vec!["--mixer", mixer.to_str().unwrap(), "--idle-end-s", "2"];
+    args.extend_from_slice(storage);
+    let server = common::start_server(&args);
+    let base = server.base.clone();
 
     // Nobody has been on this stage: viewers wait; bad rooms are refused.
     assert_eq!(status(&base, room)["state"], "waiting");
@@ -203,13 +278,7 @@ fn corrupted_video_gets_a_placeholder_and_the_broadcast_goes_on_until_the_stage_
         .text()
         .unwrap();
     assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
-    // Everything the recording names is in storage.
-    let dir = storage.join(room).join(&id);
-    for uri in vod.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        assert!(dir.join(uri).is_file(), "{uri} not in {}", dir.display());
-    }
-    drop(server);
-    let _ = std::fs::remove_dir_all(&storage);
+    (id, vod)
 }
 
 fn tempdir() -> PathBuf {
