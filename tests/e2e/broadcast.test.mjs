@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dumpConsole, launchBrowser, log, newParticipantPage, sleep, stageUrl, startServer, waitJoined } from './helpers.mjs';
@@ -84,6 +84,15 @@ function followParts(url) {
     stop() {
       running = false;
       return arrivals;
+    },
+    /** Waits over `min` ms between two new parts: `[{ at (ms after from), gap }]`. */
+    gaps(from, min) {
+      const out = [];
+      for (let i = 1; i < arrivals.length; i++) {
+        const gap = arrivals[i].at - arrivals[i - 1].at;
+        if (gap > min && arrivals[i].at >= from) out.push({ at: arrivals[i].at - from, gap });
+      }
+      return out;
     },
     /** The longest wait between two new parts within [from, to] (ms since epoch). */
     maxGap(from, to) {
@@ -194,10 +203,22 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
       follower.stop();
       const partGap = follower.maxGap(tReflow, Date.now());
       log(`longest wait between two new parts across the re-flow: ${partGap} ms; viewer`, s1, '→', s2);
+      log(`join at +${tJoin - tReflow} ms, leave at +${tLeave - tReflow} ms; part gaps over 700 ms:`, follower.gaps(tReflow, 700), `load ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores`);
       assert.ok(s2.t - s1.t >= 4, `viewer stalled across the re-flow: ${JSON.stringify([s1, s2])}`);
       assert.equal(s2.stalls, s1.stalls, `viewer stalled across the re-flow: ${JSON.stringify([s1, s2])}`);
       const afterReflow = await text(`${media}/index.m3u8`);
       assert.ok(!/^#EXT-X-DISCONTINUITY$/m.test(afterReflow), `re-flow caused a discontinuity:\n${afterReflow}`);
+      // Bo turns the camera off: a placeholder tile within 2 s; on again: video again.
+      const bo = pages[2];
+      const boId = await bo.evaluate(() => window.rostrum.participantId);
+      const tOff = Date.now();
+      await bo.click('#toggle-cam');
+      await waitFor('a placeholder for the camera that is off', async () => (await status(server, room)).seats?.[boId] === 'off', 2000, 50);
+      const offMs = Date.now() - tOff;
+      await bo.click('#toggle-cam');
+      await waitFor('video back', async () => (await status(server, room)).seats?.[boId] === 'live', 5000, 50);
+      log(`camera off → placeholder in ${offMs} ms; on → video in ${Date.now() - tOff - offMs} ms`);
+
       const st = await status(server, room);
       assert.equal(st.restarts, 0);
 
@@ -229,7 +250,7 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
 
       // The host (Bo: on stage the longest now that Ada left) ends the stage: everyone is off it
       // and the broadcast ends at once (no idle wait), with a recording.
-      const [bo, cy] = [pages[2], pages[3]];
+      const cy = pages[3];
       assert.equal(await cy.evaluate(() => window.rostrum.isHost()), false);
       assert.equal((await cy.evaluate(() => window.rostrum.endStage()))?.code, 'not-host');
       await bo.waitForFunction(() => window.rostrum.isHost() && !document.getElementById('end-stage').hidden, null, { timeout: 5000 });
