@@ -112,11 +112,23 @@ pub enum CompositorError {
 
 type StatusMap = Arc<RwLock<HashMap<String, BroadcastStatus>>>;
 
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CompositorMetrics {
+    pub broadcasts_started: std::sync::atomic::AtomicU64,
+    pub broadcasts_ended: std::sync::atomic::AtomicU64,
+    /// Mixer restarts after an exit, kill or stall.
+    pub mixer_restarts: std::sync::atomic::AtomicU64,
+    /// Of those, restarts because no part came for 3 × the part target.
+    pub mixer_stalls: std::sync::atomic::AtomicU64,
+}
+
 /// Handle to the compositor service; cheap to clone.
 #[derive(Clone)]
 pub struct Compositor {
     status: StatusMap,
     tx: mpsc::Sender<Control>,
+    pub metrics: Arc<CompositorMetrics>,
 }
 
 enum Control {
@@ -132,6 +144,7 @@ impl Compositor {
         opts: CompositorOptions,
     ) -> Self {
         let status = StatusMap::default();
+        let metrics = Arc::new(CompositorMetrics::default());
         let (tx, rx) = mpsc::channel(64);
         let ctx = Ctx {
             worker: worker.clone(),
@@ -139,9 +152,24 @@ impl Compositor {
             registry,
             opts,
             status: status.clone(),
+            metrics: metrics.clone(),
         };
         tokio::spawn(dispatch(ctx, worker.room_events(), rx));
-        Self { status, tx }
+        Self {
+            status,
+            tx,
+            metrics,
+        }
+    }
+
+    /// Rooms with a live broadcast.
+    pub fn live_count(&self) -> usize {
+        self.status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|s| s.state == BroadcastState::Live)
+            .count()
     }
 
     /// The room's current or last broadcast.
@@ -172,6 +200,7 @@ struct Ctx {
     registry: HlsRegistry,
     opts: CompositorOptions,
     status: StatusMap,
+    metrics: Arc<CompositorMetrics>,
 }
 
 impl Ctx {
@@ -319,6 +348,9 @@ async fn run_broadcast(
             },
         );
     info!(%room, broadcast = %id, "broadcast started");
+    ctx.metrics
+        .broadcasts_started
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
     let mut b = Broadcast::new();
     if let Ok(roster) = ctx.worker.roster(room.clone()).await {
@@ -470,6 +502,9 @@ async fn run_broadcast(
         s.seats.clear();
     });
     info!(%room, broadcast = %id, "broadcast ended");
+    ctx.metrics
+        .broadcasts_ended
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(reply) = end_reply {
         let _ = reply.send(Ok(()));
     }

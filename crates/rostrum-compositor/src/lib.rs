@@ -7,5 +7,8 @@ pub mod layout;
 pub mod protocol;
 pub mod supervisor;
 
-pub use driver::{BroadcastState, BroadcastStatus, Compositor, CompositorError, CompositorOptions};
+pub use driver::{
+    BroadcastState, BroadcastStatus, Compositor, CompositorError, CompositorMetrics,
+    CompositorOptions,
+};
 pub use layout::{layout, Canvas, Layout, Rect, Seat, Tile, VideoState};

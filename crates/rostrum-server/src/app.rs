@@ -139,19 +139,88 @@ fn app(
     Router::new()
         .route(
             "/api/broadcasts/{room}",
-            get(broadcast_status).with_state(compositor),
+            get(broadcast_status).with_state(compositor.clone()),
         )
-        .merge(rostrum_hls::router(registry))
+        .merge(rostrum_hls::router(registry.clone()))
         .route("/", get(|| async { Redirect::temporary("/stream") }))
         .route_service("/stream", ServeFile::new(root.join("stream.html")))
         .route_service("/watch", ServeFile::new(root.join("watch.html")))
         .nest_service("/assets", ServeDir::new(root.join("assets")))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics).with_state(worker.clone()))
+        .route(
+            "/metrics",
+            get(metrics).with_state(MetricsState {
+                worker: worker.clone(),
+                compositor: compositor.clone(),
+                registry: registry.clone(),
+            }),
+        )
         .merge(rostrum_signal::app(worker))
 }
 
-async fn metrics(State(w): State<WorkerHandle>) -> impl IntoResponse {
+/// Per-broadcast HLS counters, labelled by room.
+fn hls_metrics(out: &mut String, registry: &HlsRegistry) {
+    let mut rooms = registry.rooms();
+    rooms.sort();
+    let sessions: Vec<_> = rooms
+        .iter()
+        .filter_map(|r| registry.get(r).map(|h| (r, h.metrics())))
+        .collect();
+    type Pick = fn(&rostrum_hls::HlsMetrics) -> u64;
+    let series: [(&str, &str, &str, Pick); 5] = [
+        (
+            "hls_parts_published_total",
+            "counter",
+            "LL-HLS parts published.",
+            |m| m.parts_published,
+        ),
+        (
+            "hls_segments_written_total",
+            "counter",
+            "Segments the store acknowledged.",
+            |m| m.segments_written,
+        ),
+        (
+            "hls_store_errors_total",
+            "counter",
+            "Failed storage writes (each retry counts).",
+            |m| m.store_errors,
+        ),
+        (
+            "hls_store_lost_total",
+            "counter",
+            "Objects given up on after every retry.",
+            |m| m.store_lost,
+        ),
+        (
+            "hls_discontinuities_total",
+            "counter",
+            "Encoder restarts marked in the playlist.",
+            |m| m.discontinuities,
+        ),
+    ];
+    for (name, kind, help, pick) in series {
+        let _ = write!(
+            out,
+            "# HELP rostrum_{name} {help}\n# TYPE rostrum_{name} {kind}\n"
+        );
+        for (room, m) in &sessions {
+            let _ = writeln!(out, "rostrum_{name}{{room=\"{room}\"}} {}", pick(m));
+        }
+    }
+}
+
+/// What `/metrics` reads: the SFU worker's gauges and counters, the compositor's, and each live
+/// broadcast's HLS session.
+#[derive(Clone)]
+struct MetricsState {
+    worker: WorkerHandle,
+    compositor: Option<Compositor>,
+    registry: HlsRegistry,
+}
+
+async fn metrics(State(st): State<MetricsState>) -> impl IntoResponse {
+    let w = &st.worker;
     let m = &w.metrics;
     let mut out = String::new();
     let mut put = |name: &str, kind: &str, help: &str, v: u64| {
@@ -223,6 +292,40 @@ async fn metrics(State(w): State<WorkerHandle>) -> impl IntoResponse {
         "Datagrams that matched no transport.",
         g(&m.datagrams_unroutable),
     );
+    if let Some(c) = &st.compositor {
+        let cm = &c.metrics;
+        put(
+            "broadcasts_live",
+            "gauge",
+            "Rooms whose broadcast is live on this node.",
+            c.live_count() as u64,
+        );
+        put(
+            "broadcasts_started_total",
+            "counter",
+            "Broadcasts started.",
+            g(&cm.broadcasts_started),
+        );
+        put(
+            "broadcasts_ended_total",
+            "counter",
+            "Broadcasts ended (host or idle).",
+            g(&cm.broadcasts_ended),
+        );
+        put(
+            "mixer_restarts_total",
+            "counter",
+            "Mixer processes restarted after an exit, kill or stall.",
+            g(&cm.mixer_restarts),
+        );
+        put(
+            "mixer_stalls_total",
+            "counter",
+            "Mixer restarts because no HLS part came for 3 part targets.",
+            g(&cm.mixer_stalls),
+        );
+    }
+    hls_metrics(&mut out, &st.registry);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -242,6 +242,21 @@ fn broadcast_scenario(room: &str, storage: &[&str]) -> (String, String) {
     assert!(master.contains("RESOLUTION=1280x720"), "{master}");
     assert!(master.contains(&format!("{id}/index.m3u8")), "{master}");
 
+    let metrics = get(&format!("{base}/metrics")).text().unwrap();
+    for line in [
+        "rostrum_broadcasts_live 1".to_string(),
+        "rostrum_mixer_restarts_total 0".to_string(),
+        format!("rostrum_hls_discontinuities_total{{room=\"{room}\"}} 0"),
+    ] {
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "rostrum_hls_parts_published_total{{room=\"{room}\"}} "
+        )),
+        "{metrics}"
+    );
+
     // Blocking reload far beyond the live edge is refused (RFC 8216bis 6.2.5.2).
     let (msn, _) = live_edge(&live_playlist);
     let far = get(&format!(
