@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod router;
 pub mod rtp;
+pub mod simulcast;
 pub mod worker;
 
 pub use error::SfuError;

@@ -1,0 +1,517 @@
+//! Simulcast forwarding, sans-IO: which layer of a publisher's simulcast a consumer gets, when it may
+//! switch (only on a keyframe of the target layer), and how the forwarded stream stays one continuous
+//! stream for the receiver across switches (sequence numbers and timestamps rewritten).
+//!
+//! The router owns one [`LayerSelector`] and one [`Rewriter`] per video consumer of a simulcast
+//! producer; everything here is a pure function of its inputs, so the rules are unit-tested without
+//! peers. Keyframe detection reads the RTP payload ([`is_keyframe`]) because in RTP mode str0m does not
+//! depacketise.
+
+/// A layer index: 0 is the smallest (about 320×180), 2 the largest (about 1280×720).
+pub type Layer = u8;
+
+/// What the router knows of one layer of a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub layer: Layer,
+    /// Frame size as the publisher announced or the first keyframe showed.
+    pub width: u32,
+    pub height: u32,
+    /// Measured bitrate (bits per second), 0 if unknown yet.
+    pub bitrate: u64,
+    /// Packets arrived recently: a layer the publisher turned off is not a choice.
+    pub active: bool,
+}
+
+/// Why the selector wants what it wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send this packet (rewritten) to the consumer.
+    Forward,
+    /// Not the layer being forwarded (or paused): drop it.
+    Drop,
+}
+
+/// Picks and switches the layer of one consumer.
+#[derive(Debug, Clone)]
+pub struct LayerSelector {
+    /// Being forwarded now.
+    current: Option<Layer>,
+    /// Rendered size of the consumer's tile in pixels; `None` = unknown (take the largest).
+    viewport: Option<(u32, u32)>,
+    /// The consumer's tile is hidden: forward nothing.
+    paused: bool,
+    /// Bandwidth estimate for this consumer's video (bits per second).
+    estimate: Option<u64>,
+    /// Layer switches done.
+    switches: u64,
+}
+
+impl Default for LayerSelector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LayerSelector {
+    pub fn new() -> Self {
+        Self {
+            current: None,
+            viewport: None,
+            paused: false,
+            estimate: None,
+            switches: 0,
+        }
+    }
+
+    pub fn current(&self) -> Option<Layer> {
+        self.current
+    }
+
+    pub fn switches(&self) -> u64 {
+        self.switches
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The client's tile size (CSS pixels × device pixel ratio).
+    pub fn set_viewport(&mut self, width: u32, height: u32) {
+        self.viewport = Some((width, height));
+    }
+
+    /// Hidden tiles pause their video; shown again, they resume on the next keyframe.
+    pub fn set_paused(&mut self, paused: bool) {
+        if paused && !self.paused {
+            // Resuming must start on a keyframe, like a first subscription.
+            self.current = None;
+        }
+        self.paused = paused;
+    }
+
+    pub fn set_estimate(&mut self, bits_per_second: u64) {
+        self.estimate = Some(bits_per_second);
+    }
+
+    /// The layer this consumer should get: the smallest active layer at least as tall as the tile
+    /// (the largest if none is), then lowered until its bitrate fits 90 % of the estimate. `None`
+    /// when paused or nothing is active.
+    pub fn target(&self, layers: &[LayerInfo]) -> Option<Layer> {
+        if self.paused {
+            return None;
+        }
+        let mut active: Vec<&LayerInfo> = layers.iter().filter(|l| l.active).collect();
+        active.sort_by_key(|l| l.layer);
+        let largest = active.last()?;
+        let mut pick = match self.viewport {
+            Some((_, h)) => active
+                .iter()
+                .find(|l| l.height >= h)
+                .copied()
+                .unwrap_or(largest),
+            None => largest,
+        };
+        if let Some(budget) = self.estimate.map(|e| e / 10 * 9) {
+            while pick.bitrate > budget {
+                match active.iter().rev().find(|l| l.layer < pick.layer) {
+                    Some(lower) => pick = lower,
+                    None => break,
+                }
+            }
+        }
+        Some(pick.layer)
+    }
+
+    /// A packet of `layer` arrived: forward it, or not. Switching (and starting) happens only on a
+    /// keyframe of the target layer, so the decoder never sees a predicted frame of another stream.
+    /// Returns whether a switch happened with the decision, so the rewriter can re-base.
+    pub fn on_packet(
+        &mut self,
+        layer: Layer,
+        keyframe: bool,
+        layers: &[LayerInfo],
+    ) -> (Decision, bool) {
+        let Some(target) = self.target(layers) else {
+            return (Decision::Drop, false);
+        };
+        if layer == target && self.current != Some(target) && keyframe {
+            if self.current.is_some() {
+                self.switches += 1;
+            }
+            self.current = Some(target);
+            return (Decision::Forward, true);
+        }
+        // The current layer stopped (publisher turned it off): nothing to forward until the
+        // target's keyframe.
+        if self.current == Some(layer) && layers.iter().any(|l| l.layer == layer && l.active) {
+            return (Decision::Forward, false);
+        }
+        (Decision::Drop, false)
+    }
+
+    /// The layer to ask a keyframe of, if the consumer waits for a switch.
+    pub fn wants_keyframe(&self, layers: &[LayerInfo]) -> Option<Layer> {
+        let target = self.target(layers)?;
+        (self.current != Some(target)).then_some(target)
+    }
+}
+
+/// Layers at least one consumer needs (bit `i` = layer `i`): the publisher may stop encoding
+/// the others (LiveKit's dynacast).
+pub fn needed_layers<'a>(
+    selectors: impl IntoIterator<Item = &'a LayerSelector>,
+    layers: &[LayerInfo],
+) -> u8 {
+    let all: Vec<LayerInfo> = layers
+        .iter()
+        .map(|l| LayerInfo { active: true, ..*l })
+        .collect();
+    selectors
+        .into_iter()
+        .filter_map(|s| s.target(&all))
+        .fold(0u8, |m, l| m | (1 << l.min(7)))
+}
+
+/// Rewrites one consumer's sequence numbers and timestamps so that switching layers (three
+/// streams, three SSRCs, three sequence and timestamp spaces) looks like one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Rewriter {
+    /// Added (wrapping) to the incoming sequence number / timestamp of the current layer.
+    seq_delta: u64,
+    ts_delta: u32,
+    /// Last written, in the output space.
+    last_seq: Option<u64>,
+    last_ts: Option<u32>,
+    /// Wall-clock microseconds of the last written packet, to advance timestamps over a switch.
+    last_at_us: u64,
+}
+
+impl Rewriter {
+    /// Rewrite one packet. `switched` comes from [`LayerSelector::on_packet`]; `seq` is the
+    /// incoming extended sequence number, `ts` its timestamp, `at_us` its arrival time, `clock`
+    /// the codec clock rate.
+    pub fn rewrite(
+        &mut self,
+        switched: bool,
+        seq: u64,
+        ts: u32,
+        at_us: u64,
+        clock: u32,
+    ) -> (u64, u32) {
+        if switched || self.last_seq.is_none() {
+            let next_seq = self.last_seq.map_or(1, |s| s + 1);
+            self.seq_delta = next_seq.wrapping_sub(seq);
+            // Advance the output clock by the wall time since the last packet (at least one
+            // tick), so the receiver's jitter buffer sees time go on at the right pace.
+            let next_ts = match self.last_ts {
+                Some(last) => {
+                    let elapsed = at_us.saturating_sub(self.last_at_us);
+                    let ticks = (elapsed as u128 * clock as u128 / 1_000_000) as u32;
+                    last.wrapping_add(ticks.max(1))
+                }
+                None => ts,
+            };
+            self.ts_delta = next_ts.wrapping_sub(ts);
+        }
+        let out_seq = seq.wrapping_add(self.seq_delta);
+        let out_ts = ts.wrapping_add(self.ts_delta);
+        // Retransmissions and reordering keep their place; only the newest moves the marks.
+        if self.last_seq.is_none_or(|l| out_seq > l) {
+            self.last_seq = Some(out_seq);
+            self.last_ts = Some(out_ts);
+            self.last_at_us = at_us;
+        }
+        (out_seq, out_ts)
+    }
+}
+
+/// The codec of a video payload, for keyframe detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    Vp8,
+    H264,
+}
+
+/// Whether this RTP payload starts a keyframe. Malformed payloads are "no".
+pub fn is_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
+    match codec {
+        VideoCodec::Vp8 => vp8_keyframe(payload),
+        VideoCodec::H264 => h264_keyframe(payload),
+    }
+}
+
+/// RFC 7741: the payload descriptor, then (at the start of partition 0) the VP8 payload header,
+/// whose P bit is 0 on a key frame.
+fn vp8_keyframe(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else {
+        return false;
+    };
+    let (x, s, pid) = (b0 & 0x80 != 0, b0 & 0x10 != 0, b0 & 0x07);
+    if !s || pid != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if x {
+        let Some(&ext) = p.get(i) else {
+            return false;
+        };
+        i += 1;
+        if ext & 0x80 != 0 {
+            // PictureID: 7 or 15 bits.
+            let Some(&m) = p.get(i) else {
+                return false;
+            };
+            i += if m & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if ext & 0x30 != 0 {
+            i += 1; // TID/Y/KEYIDX
+        }
+    }
+    p.get(i).is_some_and(|h| h & 0x01 == 0)
+}
+
+/// RFC 6184: an IDR slice (5) or SPS (7) alone, in a STAP-A (24), or starting an FU-A (28).
+fn h264_keyframe(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else {
+        return false;
+    };
+    match b0 & 0x1f {
+        5 | 7 => true,
+        24 => {
+            let mut i = 1;
+            while i + 2 < p.len() {
+                let len = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                if matches!(p[i + 2] & 0x1f, 5 | 7) {
+                    return true;
+                }
+                i += 2 + len;
+            }
+            false
+        }
+        28 => p
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, 5 | 7)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn layers() -> Vec<LayerInfo> {
+        [
+            (0, 320, 180, 150_000),
+            (1, 640, 360, 500_000),
+            (2, 1280, 720, 1_500_000),
+        ]
+        .into_iter()
+        .map(|(layer, width, height, bitrate)| LayerInfo {
+            layer,
+            width,
+            height,
+            bitrate,
+            active: true,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn the_tile_size_picks_the_smallest_layer_that_fills_it() {
+        let mut s = LayerSelector::new();
+        assert_eq!(s.target(&layers()), Some(2), "unknown size: the largest");
+        s.set_viewport(320, 180);
+        assert_eq!(s.target(&layers()), Some(0));
+        s.set_viewport(426, 240);
+        assert_eq!(s.target(&layers()), Some(1));
+        s.set_viewport(1920, 1080);
+        assert_eq!(
+            s.target(&layers()),
+            Some(2),
+            "nothing is big enough: the largest"
+        );
+        let mut off = layers();
+        off[2].active = false;
+        assert_eq!(
+            s.target(&off),
+            Some(1),
+            "a layer the publisher stopped is no choice"
+        );
+        s.set_paused(true);
+        assert_eq!(s.target(&layers()), None);
+    }
+
+    #[test]
+    fn the_estimate_caps_the_layer() {
+        let mut s = LayerSelector::new();
+        s.set_viewport(1280, 720);
+        s.set_estimate(1_000_000);
+        assert_eq!(
+            s.target(&layers()),
+            Some(1),
+            "1.5 Mbit/s does not fit 0.9 of 1 Mbit/s"
+        );
+        s.set_estimate(100_000);
+        assert_eq!(
+            s.target(&layers()),
+            Some(0),
+            "the smallest even if it does not fit"
+        );
+    }
+
+    #[test]
+    fn switches_happen_only_on_a_keyframe_of_the_target() {
+        let l = layers();
+        let mut s = LayerSelector::new();
+        s.set_viewport(1280, 720);
+        // Nothing forwarded until the target's keyframe.
+        assert_eq!(s.on_packet(2, false, &l), (Decision::Drop, false));
+        assert_eq!(s.wants_keyframe(&l), Some(2));
+        assert_eq!(s.on_packet(0, true, &l), (Decision::Drop, false));
+        assert_eq!(s.on_packet(2, true, &l), (Decision::Forward, true));
+        assert_eq!(s.on_packet(2, false, &l), (Decision::Forward, false));
+        assert_eq!(s.wants_keyframe(&l), None);
+        // The tile shrinks: keep the old layer until the new one's keyframe.
+        s.set_viewport(320, 180);
+        assert_eq!(s.wants_keyframe(&l), Some(0));
+        assert_eq!(s.on_packet(2, false, &l), (Decision::Forward, false));
+        assert_eq!(s.on_packet(0, false, &l), (Decision::Drop, false));
+        assert_eq!(s.on_packet(0, true, &l), (Decision::Forward, true));
+        assert_eq!(s.on_packet(2, false, &l), (Decision::Drop, false));
+        assert_eq!(s.switches(), 1);
+        // Hidden: nothing; shown again: wait for a keyframe.
+        s.set_paused(true);
+        assert_eq!(s.on_packet(0, true, &l), (Decision::Drop, false));
+        s.set_paused(false);
+        assert_eq!(s.on_packet(0, false, &l), (Decision::Drop, false));
+        assert_eq!(s.on_packet(0, true, &l), (Decision::Forward, true));
+    }
+
+    #[test]
+    fn dynacast_needs_only_what_consumers_target() {
+        let mut a = LayerSelector::new();
+        a.set_viewport(320, 180);
+        let mut b = LayerSelector::new();
+        b.set_viewport(320, 180);
+        assert_eq!(needed_layers([&a, &b], &layers()), 0b001);
+        b.set_viewport(1280, 720);
+        assert_eq!(needed_layers([&a, &b], &layers()), 0b101);
+        // Even a layer the publisher has turned off counts as needed: that is how it comes back.
+        let mut off = layers();
+        off[2].active = false;
+        assert_eq!(needed_layers([&a, &b], &off), 0b101);
+        a.set_paused(true);
+        b.set_paused(true);
+        assert_eq!(needed_layers([&a, &b], &layers()), 0);
+    }
+
+    #[test]
+    fn the_receiver_sees_one_continuous_stream_across_switches() {
+        let mut r = Rewriter::default();
+        // Layer 2: seq 1000.., ts 90_000.., 30 fps (3000 ticks), 33 ms apart.
+        let mut out = Vec::new();
+        for i in 0..10u64 {
+            out.push(r.rewrite(
+                i == 0,
+                1000 + i,
+                90_000 + 3000 * i as u32,
+                33_333 * i,
+                90_000,
+            ));
+        }
+        // Switch to layer 0: unrelated seq and ts spaces.
+        for i in 0..10u64 {
+            let at = 33_333 * (10 + i);
+            out.push(r.rewrite(i == 0, 77 + i, 5_000_000 + 3000 * i as u32, at, 90_000));
+        }
+        for w in out.windows(2) {
+            assert_eq!(w[1].0, w[0].0 + 1, "sequence numbers continue: {w:?}");
+            let dt = w[1].1.wrapping_sub(w[0].1);
+            assert!(
+                (2900..=3100).contains(&dt),
+                "timestamps advance ~one frame: {w:?}"
+            );
+        }
+        // A retransmission of an older packet keeps its place and does not move the marks.
+        let (seq, _) = r.rewrite(false, 80, 5_000_000 + 9000, 0, 90_000);
+        assert_eq!(seq, out[13].0);
+        assert_eq!(
+            r.rewrite(false, 87, 5_000_000 + 30_000, 33_333 * 20, 90_000)
+                .0,
+            out[19].0 + 1
+        );
+    }
+
+    #[test]
+    fn keyframes_are_recognised() {
+        // VP8: S=1 PID=0, no extension, payload header P=0 → key; P=1 → delta.
+        assert!(is_keyframe(VideoCodec::Vp8, &[0x10, 0x00, 0x9d, 0x01]));
+        assert!(!is_keyframe(VideoCodec::Vp8, &[0x10, 0x01]));
+        assert!(
+            !is_keyframe(VideoCodec::Vp8, &[0x00, 0x00]),
+            "not the start of a partition"
+        );
+        // With X, I (15-bit picture id), L, T/K.
+        assert!(is_keyframe(
+            VideoCodec::Vp8,
+            &[0x90, 0xf0, 0x81, 0x23, 0x05, 0x40, 0x00]
+        ));
+        assert!(
+            !is_keyframe(VideoCodec::Vp8, &[0x90, 0xf0, 0x81]),
+            "truncated"
+        );
+        // H.264: IDR, SPS, STAP-A with SPS, FU-A start of IDR, and a non-IDR slice.
+        assert!(is_keyframe(VideoCodec::H264, &[0x65, 0x88]));
+        assert!(is_keyframe(VideoCodec::H264, &[0x67, 0x42]));
+        assert!(is_keyframe(
+            VideoCodec::H264,
+            &[0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68]
+        ));
+        assert!(is_keyframe(VideoCodec::H264, &[0x7c, 0x85, 0x00]));
+        assert!(
+            !is_keyframe(VideoCodec::H264, &[0x7c, 0x05, 0x00]),
+            "FU-A middle"
+        );
+        assert!(!is_keyframe(VideoCodec::H264, &[0x41, 0x9a]));
+        assert!(!is_keyframe(VideoCodec::H264, &[]));
+    }
+
+    proptest! {
+        #[test]
+        fn any_payload_is_judged_without_panicking(p in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = is_keyframe(VideoCodec::Vp8, &p);
+            let _ = is_keyframe(VideoCodec::H264, &p);
+        }
+
+        #[test]
+        fn output_sequence_numbers_never_repeat_or_go_back_for_new_packets(
+            switches in proptest::collection::vec((any::<bool>(), 1u64..50, any::<u32>()), 1..20)
+        ) {
+            let mut r = Rewriter::default();
+            let mut last: Option<u64> = None;
+            let mut at = 0u64;
+            // Without a switch the same layer goes on where it was; a switch jumps to another
+            // layer's unrelated sequence space.
+            let mut next_in = 65_000u64;
+            for (i, (switch, run, ts0)) in switches.into_iter().enumerate() {
+                if switch {
+                    next_in = (i as u64) * 1_000_000 + 65_000;
+                }
+                for k in 0..run {
+                    at += 20_000;
+                    let (seq, _) = r.rewrite(switch && k == 0, next_in, ts0.wrapping_add(k as u32 * 1800), at, 90_000);
+                    next_in += 1;
+                    if let Some(l) = last {
+                        prop_assert_eq!(seq, l + 1);
+                    }
+                    last = Some(seq);
+                }
+            }
+        }
+    }
+}
