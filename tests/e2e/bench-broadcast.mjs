@@ -12,7 +12,7 @@
 //    the bench itself through page.route with the same bundled hls.js, lowLatencyMode: false, default
 //    liveSyncDurationCount 3).
 // 2. Audio/video offset per participant in the programme. Two participants flash their picture white and beep
-//    at the same instant every 2 s (A at 0 ms, B at 1000 ms of each 2 s period; A 1000 Hz, B 2500 Hz); the bench
+//    at the same instant every 2 s (A at 0 ms, B at 700 ms of each 2 s period; A 1000 Hz, B 2500 Hz); the bench
 //    records ~15 s of the live programme (init + the playlist's complete segments), then ffmpeg gives each
 //    half-frame's mean luma per frame (signalstats) and each tone's level every 5 ms (bandpass + astats);
 //    offset = beep onset − flash onset (positive: audio late).
@@ -37,6 +37,8 @@ const { values: opts } = parseArgs({
   },
 });
 const WINDOW_S = Number(opts.window);
+/** B flashes this long after A in each 2 s period (not 1000: the halves must be told apart from the picture). */
+const B_PHASE_MS = 700;
 const WARMUP_S = Number(opts.warmup);
 const RECORD_S = Number(opts.record);
 const ONLY = new Set(opts.only.split(','));
@@ -386,7 +388,7 @@ function analyseAv(file, dir, freqs) {
     for (const t of vOn) {
       let best = null;
       for (const a of aOn) if (best === null || Math.abs(a - t) < Math.abs(best - t)) best = a;
-      if (best !== null && Math.abs(best - t) < 0.9) offs.push(Math.round((best - t) * 1000));
+      if (best !== null && Math.abs(best - t) <= 1.0) offs.push(Math.round((best - t) * 1000));
     }
     return offs;
   };
@@ -396,16 +398,20 @@ function analyseAv(file, dir, freqs) {
       ? { n: s.length, median_ms: pct(s, 50), mean_ms: Math.round(s.reduce((a, b) => a + b, 0) / s.length), min_ms: s[0], max_ms: s[s.length - 1], all_ms: offs }
       : { n: 0 };
   };
-  // seat order decides which half is whose: take the pairing whose offsets are smaller
-  const straight = [pair(video.left.onsets, audio[0].onsets), pair(video.right.onsets, audio[1].onsets)];
-  const crossed = [pair(video.left.onsets, audio[1].onsets), pair(video.right.onsets, audio[0].onsets)];
-  const cost = (ps) => ps.flat().reduce((a, b) => a + Math.abs(b), 0) / Math.max(1, ps.flat().length) - ps.flat().length;
-  const useCrossed = cost(crossed) < cost(straight);
-  const ps = useCrossed ? crossed : straight;
+  // Which half is A is read from the picture alone: B flashes B_PHASE_MS after A in every period.
+  const L = video.left.onsets;
+  const R = video.right.onsets;
+  const lags = L.map((t) => R.find((r) => r > t)).map((r, i) => (r === undefined ? null : r - L[i])).filter((x) => x !== null);
+  const lag = lags.length ? pct([...lags].sort((x, y) => x - y), 50) : null;
+  const leftIsA = lag === null ? true : Math.abs(lag - B_PHASE_MS / 1000) < Math.abs(lag - (2 - B_PHASE_MS / 1000));
+  const aTile = leftIsA ? 'left' : 'right';
+  const bTile = leftIsA ? 'right' : 'left';
   return {
-    A: { tile: useCrossed ? 'right' : 'left', flashes: video[useCrossed ? 'right' : 'left'].onsets.length, beeps: audio[0].onsets.length, ...summary(useCrossed ? ps[1] : ps[0]) },
-    B: { tile: useCrossed ? 'left' : 'right', flashes: video[useCrossed ? 'left' : 'right'].onsets.length, beeps: audio[1].onsets.length, ...summary(useCrossed ? ps[0] : ps[1]) },
+    A: { tile: aTile, flashes: video[aTile].onsets.length, beeps: audio[0].onsets.length, ...summary(pair(video[aTile].onsets, audio[0].onsets)) },
+    B: { tile: bTile, flashes: video[bTile].onsets.length, beeps: audio[1].onsets.length, ...summary(pair(video[bTile].onsets, audio[1].onsets)) },
+    flashLagLeftToRight_ms: lag === null ? null : Math.round(lag * 1000),
     levels: { lumaLeft: [video.left.lo, video.left.hi], lumaRight: [video.right.lo, video.right.hi], tone0_dB: [audio[0].lo, audio[0].hi], tone1_dB: [audio[1].lo, audio[1].hi] },
+    onsets_s: { left: L, right: R, toneA: audio[0].onsets, toneB: audio[1].onsets },
   };
 }
 
@@ -443,7 +449,7 @@ async function main() {
       const room = 'benchav';
       const freqs = [1000, 2500];
       pages.push(await publisher(browser, server, room, 'A', { mode: 'flash', phaseMs: 0, freq: freqs[0] }));
-      pages.push(await publisher(browser, server, room, 'B', { mode: 'flash', phaseMs: 1000, freq: freqs[1] }));
+      pages.push(await publisher(browser, server, room, 'B', { mode: 'flash', phaseMs: B_PHASE_MS, freq: freqs[1] }));
       await waitLive(server, room);
       // two tiles composed and past the first segment
       const deadline = Date.now() + 30000;
@@ -461,7 +467,7 @@ async function main() {
       for (const p of pages.splice(0)) await p.context().close();
     }
     console.log(JSON.stringify(results));
-    console.log(`command: node tests/e2e/bench-broadcast.mjs --window ${WINDOW_S} --warmup ${WARMUP_S} --record ${RECORD_S} (mixer: ${process.env.ROSTRUM_MIXER ?? 'next to the server'})`);
+    console.log(`command: node tests/e2e/bench-broadcast.mjs --window ${WINDOW_S} --warmup ${WARMUP_S} --record ${RECORD_S} --only ${opts.only} (mixer: ${process.env.ROSTRUM_MIXER ?? 'next to the server'})`);
   } catch (e) {
     dumpConsole(pages);
     console.log(server.output().split('\n').slice(-40).join('\n'));

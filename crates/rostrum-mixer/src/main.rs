@@ -118,13 +118,15 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let tick = Duration::from_millis(100);
     let mut next_tick = Instant::now() + tick;
+    let mut paced = Paced::default();
     loop {
         heartbeat.store(mixer::now_ms(), Ordering::Relaxed);
-        let wait = next_tick.saturating_duration_since(Instant::now());
+        let wake = paced.wake().map_or(next_tick, |w| w.min(next_tick));
+        let wait = wake.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(Msg::Line(line)) => match Command::parse(&line) {
                 Ok(Command::Stop) => break,
-                Ok(cmd) => mixer.command(cmd),
+                Ok(cmd) => paced.push(cmd),
                 Err(e) => emit(&Event::Warning {
                     message: format!("bad command: {e}"),
                 }),
@@ -141,6 +143,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
+        while let Some(cmd) = paced.next(Instant::now()) {
+            mixer.command(cmd);
+        }
         if Instant::now() >= next_tick {
             mixer.tick();
             next_tick = Instant::now() + tick;
@@ -149,6 +154,49 @@ fn run(args: Args) -> anyhow::Result<()> {
     stopping.store(true, Ordering::Relaxed);
     heartbeat.store(mixer::now_ms(), Ordering::Relaxed);
     mixer.finish(&rx, Duration::from_secs(5))
+}
+
+/// Commands in arrival order, with new text overlays spaced out: a seat (its placeholder label)
+/// or a video input (its name label) starts a `textoverlay`, and several starting at once crashed
+/// pango inside GStreamer 1.22 (SIGSEGV in `g_type_class_get_private`, 8 of 8 bursts of nine
+/// seats; 0 of 8 with 250 ms between them). Everything behind such a command waits its turn, so
+/// the order the node relies on (seat before bind before add) holds.
+#[derive(Default)]
+struct Paced {
+    queue: std::collections::VecDeque<Command>,
+    /// When the next overlay-starting command may run.
+    ready_at: Option<Instant>,
+}
+
+/// Least time between two commands that start a text overlay.
+const OVERLAY_GAP: Duration = Duration::from_millis(250);
+
+impl Paced {
+    fn push(&mut self, cmd: Command) {
+        self.queue.push_back(cmd);
+    }
+
+    fn starts_overlay(cmd: &Command) -> bool {
+        matches!(cmd, Command::Seat { .. })
+            || matches!(cmd, Command::Add(spec) if spec.kind == rostrum_compositor::protocol::MediaKind::Video)
+    }
+
+    /// The next command to run now, if any.
+    fn next(&mut self, now: Instant) -> Option<Command> {
+        let front = self.queue.front()?;
+        if Self::starts_overlay(front) {
+            if self.ready_at.is_some_and(|t| now < t) {
+                return None;
+            }
+            self.ready_at = Some(now + OVERLAY_GAP);
+        }
+        self.queue.pop_front()
+    }
+
+    /// When a waiting command becomes due.
+    fn wake(&self) -> Option<Instant> {
+        self.queue.front().and(self.ready_at)
+    }
 }
 
 /// A wedged pipeline must become a restart, not a frozen broadcast: if the compositor stops

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,8 @@ pub struct Mixer {
     /// compositor rebuild that pad's converter and races its aggregation thread (GStreamer
     /// 1.22), so only real changes are written.
     applied: RefCell<HashMap<String, place::PadBox>>,
+    /// Pad geometry waiting for the compositor's next output frame (see [`PendingBoxes`]).
+    pending: PendingBoxes,
     /// `now_ms()` of the compositor's last output frame, for the watchdog.
     pub last_output: Arc<AtomicU64>,
 }
@@ -164,17 +166,23 @@ impl Mixer {
         let comp = by_name("comp")?;
         let amix = by_name("amix")?;
         let slate_label = by_name("slate")?;
+        serialize_text(&slate_label);
         let slate_pad = comp
             .static_pad("sink_0")
             .ok_or_else(|| anyhow!("compositor sink_0 missing"))?;
         slate_pad.set_property("zorder", place::Z_SLATE);
 
-        // One atomic store per output frame: lets the watchdog notice a wedged compositor.
+        // One atomic store per output frame: lets the watchdog notice a wedged compositor. The
+        // same probe applies queued pad geometry: it runs on the aggregator's own thread between
+        // two frames, when no conversion is in flight.
         let last_output = Arc::new(AtomicU64::new(now_ms()));
+        let pending = PendingBoxes::default();
         if let Some(src) = comp.static_pad("src") {
             let lo = last_output.clone();
+            let pending = pending.clone();
             src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                 lo.store(now_ms(), Ordering::Relaxed);
+                pending.apply();
                 gst::PadProbeReturn::Ok
             });
         }
@@ -206,6 +214,7 @@ impl Mixer {
             next_num: 1,
             warn_window: (Instant::now(), 0),
             applied: RefCell::new(HashMap::new()),
+            pending,
             last_output,
         })
     }
@@ -303,6 +312,7 @@ impl Mixer {
             .property("auto-resize", false)
             .property("font-desc", "Sans Bold 30px")
             .build()?;
+        serialize_text(&label);
         let ph_elements = vec![src, filter, label.clone()];
         self.pipeline.add(&rtpbin)?;
         self.pipeline.add_many(&ph_elements)?;
@@ -581,6 +591,7 @@ impl Mixer {
                     .property("shaded-background", true)
                     .property("font-desc", "Sans Bold 20px")
                     .build()?;
+                serialize_text(&l);
                 chain.push(l.clone());
                 label = Some(l);
                 chain.push(
@@ -888,11 +899,11 @@ impl Mixer {
             alpha: if empty { 1.0 } else { 0.0 },
             zorder: place::Z_SLATE,
         };
-        set_box(&self.slate_pad, &slate, &self.applied);
+        set_box(&self.slate_pad, &slate, &self.applied, &self.pending);
         self.slate_label.set_property("silent", !empty);
         for (s, tile) in self.seats.iter().zip(&l.tiles) {
             let pads = place::tile_pads(tile);
-            set_box(&s.ph_pad, &pads.placeholder, &self.applied);
+            set_box(&s.ph_pad, &pads.placeholder, &self.applied, &self.pending);
             if let Some(src) = s.ph_elements.first() {
                 src.set_property("foreground-color", 0xff00_0000 | tile.color);
             }
@@ -912,7 +923,7 @@ impl Mixer {
                 if Some(b.num) != shown {
                     vbox.alpha = 0.0;
                 }
-                set_box(&b.mixer_pad, &vbox, &self.applied);
+                set_box(&b.mixer_pad, &vbox, &self.applied, &self.pending);
                 if let (Some(label), Some((_, src_h))) = (&b.label, s.dims) {
                     let (font, pad) = place::label_font(tile.font_px, src_h, vbox.rect.h);
                     label.set_property("text", &tile.label);
@@ -1106,20 +1117,118 @@ fn block_unlink_release(out: &gst::Pad, mixer_pad: &gst::Pad, mixer: &gst::Eleme
     mixer.release_request_pad(mixer_pad);
 }
 
-/// Writes only the properties that differ from what the pad last got (zorder is fixed at
+/// Pango (under `textoverlay`) crashed when several streaming threads rendered text at once
+/// (GStreamer 1.22, pango 1.50: SIGSEGV in `g_type_class_get_private` under
+/// `pango_cairo_show_layout`, reproduced by seating nine people in one burst). Every text overlay
+/// therefore renders holding this one token: taken when a frame enters its video sink pad, given
+/// back when the frame leaves its src pad. A thread never waits more than 200 ms for it: a late
+/// frame is worse than the small risk of rendering unserialised.
+static TEXT_TOKEN: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static HOLDS_TEXT_TOKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn take_text_token() {
+    if HOLDS_TEXT_TOKEN.with(|h| h.get()) {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while TEXT_TOKEN
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    HOLDS_TEXT_TOKEN.with(|h| h.set(true));
+}
+
+fn give_text_token() {
+    if HOLDS_TEXT_TOKEN.with(|h| h.replace(false)) {
+        TEXT_TOKEN.store(false, Ordering::Release);
+    }
+}
+
+/// Makes a `textoverlay` render under [`TEXT_TOKEN`].
+fn serialize_text(overlay: &gst::Element) {
+    if let Some(sink) = overlay.static_pad("video_sink") {
+        sink.add_probe(gst::PadProbeType::BUFFER, |_, _| {
+            take_text_token();
+            gst::PadProbeReturn::Ok
+        });
+    }
+    if let Some(src) = overlay.static_pad("src") {
+        src.add_probe(gst::PadProbeType::BUFFER, |_, _| {
+            give_text_token();
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
+/// Compositor pad geometry (position, size, alpha) waiting to be written. GStreamer 1.22's
+/// compositor rebuilds a pad's converter when these change, and doing that from another thread
+/// while the aggregator converts frames in parallel crashed it (`gst_video_frame_map_id:
+/// assertion 'GST_IS_BUFFER (buffer)'`, then SIGSEGV, on bursts of joins). So the control thread
+/// only queues changes and the compositor's src-pad probe writes them between two output frames.
+/// The lock is taken 30 times a second, never on a media packet's path.
+#[derive(Clone, Default)]
+struct PendingBoxes(Arc<std::sync::Mutex<Vec<PendingBox>>>);
+
+struct PendingBox {
+    pad: gst::Pad,
+    rect: Option<rostrum_compositor::layout::Rect>,
+    alpha: Option<f64>,
+}
+
+impl PendingBoxes {
+    fn push(&self, b: PendingBox) {
+        if let Ok(mut q) = self.0.lock() {
+            q.push(b);
+        }
+    }
+
+    /// On the compositor's streaming thread.
+    fn apply(&self) {
+        let due = match self.0.lock() {
+            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+            _ => return,
+        };
+        for b in due {
+            if let Some(r) = b.rect {
+                b.pad.set_property("xpos", r.x as i32);
+                b.pad.set_property("ypos", r.y as i32);
+                b.pad.set_property("width", r.w as i32);
+                b.pad.set_property("height", r.h as i32);
+            }
+            if let Some(a) = b.alpha {
+                b.pad.set_property("alpha", a);
+            }
+        }
+    }
+}
+
+/// Queues only the properties that differ from what the pad last got (zorder is fixed at
 /// creation: changing it re-sorts the compositor's pad list under the running aggregator).
-fn set_box(pad: &gst::Pad, b: &place::PadBox, applied: &RefCell<HashMap<String, place::PadBox>>) {
+fn set_box(
+    pad: &gst::Pad,
+    b: &place::PadBox,
+    applied: &RefCell<HashMap<String, place::PadBox>>,
+    pending: &PendingBoxes,
+) {
     let mut applied = applied.borrow_mut();
     let name = pad.name().to_string();
     let old = applied.get(&name).copied();
-    if old.map(|o| o.rect) != Some(b.rect) {
-        pad.set_property("xpos", b.rect.x as i32);
-        pad.set_property("ypos", b.rect.y as i32);
-        pad.set_property("width", b.rect.w as i32);
-        pad.set_property("height", b.rect.h as i32);
-    }
-    if old.map(|o| o.alpha) != Some(b.alpha) {
-        pad.set_property("alpha", b.alpha);
+    let rect = (old.map(|o| o.rect) != Some(b.rect)).then_some(b.rect);
+    let alpha = (old.map(|o| o.alpha) != Some(b.alpha)).then_some(b.alpha);
+    if rect.is_some() || alpha.is_some() {
+        pending.push(PendingBox {
+            pad: pad.clone(),
+            rect,
+            alpha,
+        });
     }
     applied.insert(name, *b);
 }
