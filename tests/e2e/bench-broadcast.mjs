@@ -424,7 +424,9 @@ async function main() {
     rmSync(dir, { recursive: true, force: true });
     return;
   }
-  const server = await startServer(['--log', 'warn'], { broadcast: true });
+  // BENCH_SERVER_ARGS: extra `rostrum serve` flags to compare settings, e.g. "--part-ms 333".
+  const extra = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
+  const server = await startServer(['--log', 'warn', ...extra], { broadcast: true });
   const browser = await launchBrowser();
   const pages = [];
   const results = {};
