@@ -202,7 +202,8 @@ pub fn letterbox(cell: Rect, src_w: u32, src_h: u32) -> Rect {
 }
 
 /// A muted, stable colour per participant (FNV-1a of the id into a small palette).
-fn color_of(id: &str) -> u32 {
+/// A participant's placeholder colour (0xRRGGBB): a function of the id only, so it can be set once.
+pub fn color_of(id: &str) -> u32 {
     const PALETTE: [u32; 8] = [
         0x3b4a6b, 0x4b3b6b, 0x6b3b55, 0x6b4b3b, 0x3b6b5a, 0x3b5f6b, 0x5a6b3b, 0x55406b,
     ];

@@ -298,7 +298,13 @@ impl Mixer {
             .name(p("ph-src"))
             .property("is-live", true)
             .property_from_str("pattern", "solid-color")
-            .property("foreground-color", 0xff00_0000u32)
+            // Set once, before it runs: videotestsrc regenerates its cached solid frame when
+            // the colour changes, racing its own streaming thread (SIGSEGV in
+            // gst_video_frame_copy, GStreamer 1.22). The colour depends on the id only.
+            .property(
+                "foreground-color",
+                0xff00_0000u32 | rostrum_compositor::layout::color_of(&id),
+            )
             .build()?;
         let filter = gst::ElementFactory::make("capsfilter")
             .name(p("ph-caps"))
@@ -904,9 +910,6 @@ impl Mixer {
         for (s, tile) in self.seats.iter().zip(&l.tiles) {
             let pads = place::tile_pads(tile);
             set_box(&s.ph_pad, &pads.placeholder, &self.applied, &self.pending);
-            if let Some(src) = s.ph_elements.first() {
-                src.set_property("foreground-color", 0xff00_0000 | tile.color);
-            }
             s.ph_label.set_property("text", &tile.label);
             s.ph_label.set_property(
                 "font-desc",

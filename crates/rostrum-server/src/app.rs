@@ -43,20 +43,18 @@ async fn broadcast_status(
             "room": room, "state": "waiting", "master": master, "recording": null,
             "broadcast": compositor.is_some(),
         }),
-        Some(s) => serde_json::json!({
-            "room": room,
-            "state": match s.state { BroadcastState::Live => "live", BroadcastState::Ended => "ended" },
-            "master": master,
-            "recording": (s.state == BroadcastState::Ended).then(|| format!("/hls/{room}/{}/vod.m3u8", s.id)),
-            "broadcast": true,
-            "id": s.id,
-            "startedAtMs": s.started_at_ms,
-            "endedAtMs": s.ended_at_ms,
-            "tiles": s.tiles,
-            "seats": s.seats,
-            "restarts": s.restarts,
-            "mixerPid": s.mixer_pid,
-        }),
+        Some(s) => {
+            let recording = (s.state == BroadcastState::Ended)
+                .then(|| format!("/hls/{room}/{}/vod.m3u8", s.id));
+            // The status as the compositor reports it (camelCase), plus where to play it.
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("master".into(), master.into());
+                o.insert("recording".into(), recording.into());
+                o.insert("broadcast".into(), true.into());
+            }
+            v
+        }
     };
     let mut r = Json(body).into_response();
     r.headers_mut().insert(
