@@ -353,11 +353,11 @@ function liveEdgeTarget(): number | null {
 function liveConfig(): Partial<HlsConfig> {
   return {
     lowLatencyMode: true,
-    // Target latency: PART-HOLD-BACK of the playlist (3 parts: 1.5 s for 0.5 s parts), or ?latency=. Setting
+    // Target latency: PART-HOLD-BACK of the playlist (3 parts: 1.0 s for the default 1/3 s parts), or ?latency=. Setting
     // liveSyncDuration(Count) here would override PART-HOLD-BACK, so it is only set for an explicit override.
     ...(latencyOverride !== undefined ? { liveSyncDuration: latencyOverride } : {}),
-    // Catch up by playing slightly faster (pitch is preserved) when behind the target, instead of seeking.
-    maxLiveSyncPlaybackRate: 1.15,
+    // hls.js's own catch-up needs > 1 s buffered, which a 1 s target never has: trimLatency() does it instead.
+    maxLiveSyncPlaybackRate: 1,
     // After a stall, add this much to the target (at most one target duration) so as not to stall again.
     liveSyncOnStallIncrease: 0.5,
     // Keep what a viewer can seek back to, but not the whole broadcast.
@@ -554,6 +554,38 @@ async function playVideo(): Promise<void> {
 }
 
 // ---- latency -----------------------------------------------------------------------------------------------
+/** Fastest catch-up rate (pitch is preserved by the browser). */
+const MAX_CATCHUP_RATE = 1.1;
+
+/** Seconds buffered ahead of the playhead in the range it is playing. */
+function bufferAhead(): number {
+  const b = video.buffered;
+  for (let i = 0; i < b.length; i++) {
+    if (b.start(i) <= video.currentTime + 0.1 && video.currentTime <= b.end(i)) return b.end(i) - video.currentTime;
+  }
+  return 0;
+}
+
+/**
+ * Plays slightly faster while more than 0.1 s behind the target latency with some buffer in hand, and at normal
+ * speed again once on target or short of buffer. Why: a player starts a little later than the position it picked
+ * (loading, decoding), so it sits 0.2–0.4 s behind its target for good; hls.js only speeds up with more than 1 s
+ * buffered, which a 1 s PART-HOLD-BACK never has.
+ */
+function trimLatency(): void {
+  let rate = 1;
+  const edge = edgeLatency();
+  const target = targetLatency();
+  if (hls && started && !userBehind && !video.paused && edge !== null && target !== null) {
+    const over = edge - target;
+    const ahead = bufferAhead();
+    if (over > 0.1 && over < BEHIND_SLACK_S && ahead > 0.3) rate = Math.min(MAX_CATCHUP_RATE, 1 + over * 0.2);
+    else if (over > 0.02 && ahead > 0.2 && video.playbackRate > 1) rate = video.playbackRate;
+  }
+  if (video.playbackRate !== rate) video.playbackRate = rate;
+}
+window.setInterval(trimLatency, 250);
+
 /** Seconds from the live edge of the playlist to the playhead (hls.js `latency`, or seekable end for native). */
 function edgeLatency(): number | null {
   if (!started || mode !== 'live') return null;
@@ -868,13 +900,7 @@ window.rostrumWatch = {
   pdtLatency: () => pdtLatency(),
   targetLatency: () => (mode === 'live' ? targetLatency() : null),
   /** Seconds buffered ahead of the playhead. */
-  bufferAhead(): number {
-    const b = video.buffered;
-    for (let i = 0; i < b.length; i++) {
-      if (b.start(i) <= video.currentTime + 0.1 && video.currentTime <= b.end(i)) return b.end(i) - video.currentTime;
-    }
-    return 0;
-  },
+  bufferAhead: () => bufferAhead(),
   /** The level (rendition) playing: index, size, bitrate, codecs. */
   level() {
     if (hls) {

@@ -31,7 +31,7 @@ pub struct CompositorOptions {
     pub mixer_bin: PathBuf,
     /// Extra arguments for every mixer (after the ones derived from this struct).
     pub mixer_args: Vec<String>,
-    /// HLS part target = the mixer's fragment duration.
+    /// HLS part target (the mixer cuts a fragment per frame; the HLS session groups them).
     pub part_target: Duration,
     /// HLS segment target = the keyframe interval.
     pub segment_target: Duration,
@@ -48,7 +48,7 @@ impl Default for CompositorOptions {
         Self {
             mixer_bin: default_mixer_bin(),
             mixer_args: Vec::new(),
-            part_target: Duration::from_millis(500),
+            part_target: Duration::from_millis(334),
             segment_target: Duration::from_secs(2),
             idle_end: Duration::from_secs(30),
             restart: RestartPolicy::default(),
@@ -675,8 +675,6 @@ fn spawn_mixer(
     let mut cmd = Process::new(&o.mixer_bin);
     cmd.arg("--rtcp-to")
         .arg(ctx.worker.plain_addr.to_string())
-        .arg("--fragment-ms")
-        .arg(o.part_target.as_millis().to_string())
         .arg("--keyint-s")
         .arg(o.segment_target.as_secs().max(1).to_string())
         .args(&o.mixer_args)

@@ -14,6 +14,10 @@ pub struct RestartPolicy {
     pub stable_after: Duration,
     /// The LL-HLS part target: a mixer with no new part for 3 × this is stuck.
     pub part_target: Duration,
+    /// ... but never sooner than this: with 1/3 s parts, 3 × is 1 s, and a mixer sharing two busy
+    /// cores with browsers can be that late without being stuck (a restart would only add a
+    /// discontinuity to the delay).
+    pub min_stall: Duration,
     /// Time a fresh mixer gets to produce its first part.
     pub startup_grace: Duration,
 }
@@ -25,6 +29,7 @@ impl Default for RestartPolicy {
             max_backoff: Duration::from_secs(10),
             stable_after: Duration::from_secs(30),
             part_target: Duration::from_millis(500),
+            min_stall: Duration::from_millis(1500),
             startup_grace: Duration::from_secs(10),
         }
     }
@@ -83,7 +88,8 @@ impl Supervision {
             .min(self.policy.max_backoff)
     }
 
-    /// Whether the running mixer is stuck: no new part for 3 × the part target, or none at all
+    /// Whether the running mixer is stuck: no new part for 3 × the part target (at least
+    /// `min_stall`), or none at all
     /// within the start-up grace. `parts` and `last_part_age` come from the HLS session.
     pub fn stalled(&self, now: Instant, parts: u64, last_part_age: Option<Duration>) -> bool {
         let Some(started) = self.started_at else {
@@ -93,7 +99,7 @@ impl Supervision {
         if parts <= self.parts_at_start {
             return running > self.policy.startup_grace;
         }
-        let limit = self.policy.part_target * 3;
+        let limit = (self.policy.part_target * 3).max(self.policy.min_stall);
         last_part_age.is_some_and(|age| age > limit) && running > limit
     }
 }
@@ -150,6 +156,20 @@ mod tests {
         // Producing: a 1.4 s gap is fine, 1.6 s is a stall.
         let later = t0 + Duration::from_secs(20);
         assert!(!s.stalled(later, 50, Some(MS * 1400)));
+        assert!(s.stalled(later, 50, Some(MS * 1600)));
+    }
+
+    #[test]
+    fn short_parts_still_get_the_minimum_stall_time() {
+        let mut s = Supervision::new(RestartPolicy {
+            part_target: MS * 334,
+            ..RestartPolicy::default()
+        });
+        let t0 = Instant::now();
+        s.started(t0, 0);
+        let later = t0 + Duration::from_secs(20);
+        // 3 × 334 ms = 1 s would call a 1.2 s gap a stall; the 1.5 s floor does not.
+        assert!(!s.stalled(later, 50, Some(MS * 1200)));
         assert!(s.stalled(later, 50, Some(MS * 1600)));
     }
 }

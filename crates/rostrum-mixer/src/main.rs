@@ -34,8 +34,11 @@ pub struct Args {
     pub height: u32,
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// mp4mux fragment duration: the LL-HLS part target.
-    #[arg(long, default_value_t = 500)]
+    /// mp4mux fragment duration; 0 = one video frame. The node groups fragments into LL-HLS
+    /// parts of exactly its part target: mp4mux cutting at the part target itself overshoots
+    /// it by up to a frame (an AAC frame boundary decides), which grows PART-TARGET and with
+    /// it every viewer's hold-back.
+    #[arg(long, default_value_t = 0)]
     pub fragment_ms: u32,
     /// Keyframe interval: the HLS segment target.
     #[arg(long, default_value_t = 2)]

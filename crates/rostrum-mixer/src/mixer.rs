@@ -151,7 +151,7 @@ impl Mixer {
             kim = fps * args.keyint_s.max(1),
             vk = args.video_kbps,
             ab = args.audio_kbps * 1000,
-            frag = args.fragment_ms,
+            frag = if args.fragment_ms == 0 { 1000 / fps } else { args.fragment_ms },
             slate_px = h / 18,
         );
         let pipeline = gst::parse::launch(&desc)

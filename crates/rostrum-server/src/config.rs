@@ -31,7 +31,7 @@ pub struct Config {
     pub broadcast: bool,
     /// The `rostrum-mixer` executable; default: next to this binary.
     pub mixer: Option<PathBuf>,
-    /// LL-HLS part target in milliseconds (the mixer's fragment duration).
+    /// LL-HLS part target in milliseconds. 334 = ten frames at 30 fps: PART-HOLD-BACK 1.0 s.
     pub part_ms: u64,
     /// HLS segment target in milliseconds (the keyframe interval): whole seconds.
     pub segment_ms: u64,
@@ -55,7 +55,7 @@ impl Default for Config {
             log: "info".into(),
             broadcast: true,
             mixer: None,
-            part_ms: 500,
+            part_ms: 334,
             segment_ms: 2000,
             idle_end_s: 30,
             storage: StoreConfig::Local {
