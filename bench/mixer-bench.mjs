@@ -24,6 +24,9 @@ const { values: opts } = parseArgs({
   options: {
     mixer: { type: 'string', default: 'target/release/rostrum-mixer' },
     clip: { type: 'string' },
+    // the 640×360 simulcast layer of the same content: what the router forwards to the mixer when a grid cell is
+    // at most 640×360 (2 or more people); used for the mixer's inputs at N ≥ 2, the baseline keeps the 720p clip
+    'layer-clip': { type: 'string' },
     inputs: { type: 'string', default: '1,2,4,9' },
     warmup: { type: 'string', default: '5' },
     window: { type: 'string', default: '20' },
@@ -38,6 +41,7 @@ const { values: opts } = parseArgs({
 });
 const MIXER = resolve(opts.mixer);
 const CLIP = resolve(opts.clip ?? '');
+const LAYER_CLIP = opts['layer-clip'] ? resolve(opts['layer-clip']) : null;
 const COUNTS = opts.inputs.split(',').map(Number);
 const WARMUP_S = Number(opts.warmup);
 const WINDOW_S = Number(opts.window);
@@ -123,11 +127,11 @@ function ssrcs(i) {
 }
 
 /** One sender per input: the clip, demuxed, payloaded, paced in real time to the given ports. */
-function startSender(i, vport, aport) {
+function startSender(i, vport, aport, clip) {
   const { v, a } = ssrcs(i);
   const args = [
     '-q',
-    'filesrc', `location=${CLIP}`, '!', 'matroskademux', 'name=d',
+    'filesrc', `location=${clip}`, '!', 'matroskademux', 'name=d',
     'd.video_0', '!', 'queue', '!', 'rtpvp8pay', 'pt=96', `ssrc=${v}`, 'mtu=1200', 'picture-id-mode=15-bit', '!',
     'udpsink', 'host=127.0.0.1', `port=${vport}`, 'sync=true', 'async=false',
     'd.audio_0', '!', 'queue', '!', 'rtpopuspay', 'pt=111', `ssrc=${a}`, '!',
@@ -333,10 +337,11 @@ async function runCase(sinkKind, n, dir) {
   const outFile = join(dir, `out-${sinkKind}-${n}.mp4`);
   const log = [];
   const sink = sinkKind === 'mixer' ? await startMixerSink(n, outFile, log) : await startFfmpegSink(n, outFile, dir, log);
-  const senders = sink.ports.map(([v, a], i) => startSender(i, v, a));
+  const clip = sinkKind === 'mixer' && n >= 2 && LAYER_CLIP ? LAYER_CLIP : CLIP;
+  const senders = sink.ports.map(([v, a], i) => startSender(i, v, a, clip));
   const exited = () => sink.proc.exitCode !== null || sink.proc.signalCode !== null;
   const death = () => `${sinkKind} died (exit code ${sink.proc.exitCode}, signal ${sink.proc.signalCode})`;
-  const res = { sink: sinkKind, inputs: n };
+  const res = { sink: sinkKind, inputs: n, clip };
   await sleep(WARMUP_S * 1000);
   const pid = sink.proc.pid;
   if (exited()) {
@@ -427,6 +432,7 @@ async function main() {
     await killAll();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
+  if (LAYER_CLIP) console.log(`\nmixer inputs for N ≥ 2: ${LAYER_CLIP} (the 640×360 simulcast layer); baseline: ${CLIP}`);
   console.log('\n| inputs (720p VP8+opus) | mixer CPU (cores) | ffmpeg CPU (cores) | ratio mixer/ffmpeg | mixer peak RSS | ffmpeg peak RSS | frozen tile-frames mixer / ffmpeg | mixer runs that died |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const n of COUNTS) {

@@ -3,6 +3,7 @@
 # (xstack + amix → libx264 veryfast 720p30 + AAC → fragmented MP4), both fed the same RTP in the same run.
 #
 #   bash scripts/bench-mixer.sh [--inputs 1,2,4,9] [--warmup 5] [--window 20] [--keep DIR]
+#   BENCH_LAYER=1 bash scripts/bench-mixer.sh   # the mixer takes the 640×360 simulcast layer at N ≥ 2
 #
 # 1. builds the release mixer (cargo build --release -p rostrum-mixer);
 # 2. encodes the input clip once (cached in ${BENCH_CLIP:-$TMPDIR/rostrum-bench-720p30-vp8-opus.webm}):
@@ -33,4 +34,16 @@ fi
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB; $(ffmpeg -version | head -1 | cut -d' ' -f1-3); $(gst-launch-1.0 --version | sed -n 2p)"
 echo "command: bash scripts/bench-mixer.sh $*"
-exec node bench/mixer-bench.mjs --mixer target/release/rostrum-mixer --clip "$clip" "$@"
+layer=()
+if [[ "${BENCH_LAYER:-0}" == 1 ]]; then
+  # The same content as the 640×360 simulcast layer (what a 2×2 or 3×3 cell takes from the router).
+  lclip="${clip%.webm}-360p.webm"
+  if [[ ! -s "$lclip" ]]; then
+    echo "bench-mixer: encoding the 640x360 layer clip once → $lclip" >&2
+    ffmpeg -hide_banner -loglevel error -y -i "$clip" -vf scale=640:360 \
+      -c:v libvpx -deadline realtime -cpu-used 8 -b:v 500k -g 90 -pix_fmt yuv420p -c:a copy "$lclip.part.webm"
+    mv "$lclip.part.webm" "$lclip"
+  fi
+  layer=(--layer-clip "$lclip")
+fi
+exec node bench/mixer-bench.mjs --mixer target/release/rostrum-mixer --clip "$clip" "${layer[@]}" "$@"

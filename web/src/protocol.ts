@@ -46,6 +46,18 @@ export interface TrackInfo {
   kind: Kind;
 }
 
+/** Simulcast layers of a camera, smallest first: about 320×180, 640×360 and 1280×720. */
+export const SIMULCAST_RIDS = ['l', 'm', 'h'] as const;
+export type SimulcastRid = (typeof SIMULCAST_RIDS)[number];
+
+/** How large a received video is drawn, in device pixels, and whether anyone can see it. */
+export interface ViewportReport {
+  producerId: string;
+  width: number;
+  height: number;
+  visible: boolean;
+}
+
 export interface OfferEvent {
   sdp: string;
   tracks: TrackInfo[];
@@ -63,6 +75,8 @@ export interface ServerToClientEvents {
   closed: (msg: { reason: string }) => void;
   /** The host ended the stage for everyone (the broadcast ends too). */
   'stage-ended': (msg: { by: string }) => void;
+  /** Dynacast: the rids of our producer that some consumer needs; the others may stop encoding. */
+  layers: (msg: { producerId: string; active: string[] }) => void;
 }
 
 export interface ClientToServerEvents {
@@ -72,6 +86,7 @@ export interface ClientToServerEvents {
   mute: (req: { kind: Kind; muted: boolean }, ack: (res: Ack) => void) => void;
   leave: (req: Record<string, never>, ack: (res: Ack) => void) => void;
   'end-stage': (req: Record<string, never>, ack: (res: Ack) => void) => void;
+  viewport: (req: ViewportReport, ack: (res: Ack) => void) => void;
 }
 
 /** Room names: 1–64 characters of [A-Za-z0-9_-]. */

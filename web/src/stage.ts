@@ -3,15 +3,18 @@
 // (`offer` events, answered one at a time). No DOM here: the page listens to the callbacks.
 
 import { io, type Socket } from 'socket.io-client';
-import type {
-  Ack,
-  ClientToServerEvents,
-  Kind,
-  OfferEvent,
-  ParticipantInfo,
-  ProtocolError,
-  ServerToClientEvents,
-  TrackInfo,
+import {
+  SIMULCAST_RIDS,
+  type Ack,
+  type ClientToServerEvents,
+  type Kind,
+  type OfferEvent,
+  type ParticipantInfo,
+  type ProtocolError,
+  type ServerToClientEvents,
+  type SimulcastRid,
+  type TrackInfo,
+  type ViewportReport,
 } from './protocol';
 
 export type StageState = 'idle' | 'joining' | 'joined' | 'reconnecting' | 'error';
@@ -44,6 +47,21 @@ export interface StageHandlers {
   stageEnded?(): void;
 }
 
+/** A remote video's drawn size in device pixels, and whether anyone can see it. */
+export type Viewport = Omit<ViewportReport, 'producerId'>;
+
+export interface TrackStats {
+  mid: string;
+  participantId: string | null;
+  kind: string;
+  framesDecoded: number;
+  packetsReceived: number;
+  bytesReceived: number;
+  /** Size of the last decoded video frame (0 for audio): shows which simulcast layer arrives. */
+  frameWidth: number;
+  frameHeight: number;
+}
+
 export interface Timings {
   /** performance.now() of the user's join request. */
   joinRequested?: number;
@@ -64,6 +82,23 @@ const MEDIA_DISCONNECTED_GRACE_MS = 6000;
 /** At most this many media restarts within the window before giving up with an error. */
 const MAX_RESTARTS = 3;
 const RESTART_WINDOW_MS = 60000;
+/**
+ * Whether the camera is published as simulcast layers when the page does not say (`?simulcast=1` / `0`): each
+ * viewer and the broadcast mixer then get the layer their tile needs, and layers nobody needs are turned off.
+ */
+export const SIMULCAST_DEFAULT = true;
+/** Per simulcast layer: how much smaller than the capture, and its bitrate cap. */
+const LAYER_ENCODING: Record<SimulcastRid, { scaleResolutionDownBy: number; maxBitrate: number }> = {
+  l: { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  m: { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  h: { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+};
+/** At most one `viewport` report per producer this often: resizing a window fires many observations. */
+const VIEWPORT_INTERVAL_MS = 250;
+/** A size change within this fraction cannot change the layer worth forwarding: not reported. */
+const VIEWPORT_SLACK = 0.1;
+/** Observers of one change fire apart (a tile shown again resizes a task before it intersects): one report. */
+const VIEWPORT_SETTLE_MS = 40;
 
 /** Resolves when ICE gathering is complete, or after `capMs` at the latest. */
 export function gatheringComplete(pc: RTCPeerConnection, capMs = GATHER_CAP_MS): Promise<void> {
@@ -80,6 +115,19 @@ export function gatheringComplete(pc: RTCPeerConnection, capMs = GATHER_CAP_MS):
     const timer = setTimeout(done, capMs);
     pc.addEventListener('icegatheringstatechange', check);
   });
+}
+
+function viewportChanged(sent: Viewport, v: Viewport): boolean {
+  const far = (now: number, before: number) => Math.abs(now - before) > before * VIEWPORT_SLACK;
+  return v.visible !== sent.visible || far(v.width, sent.width) || far(v.height, sent.height);
+}
+
+interface ViewportState {
+  sent: Viewport | null;
+  sentAt: number;
+  /** Waiting for the interval to pass. */
+  pending: Viewport | null;
+  timer: ReturnType<typeof setTimeout> | null;
 }
 
 export class StageError extends Error {
@@ -116,6 +164,12 @@ export class StageClient {
   timings: Timings = {};
   /** How many times the session was (re)started on a fresh connection. */
   sessions = 0;
+  /** Publish the camera as simulcast layers (`?simulcast=1` on the page). */
+  simulcast = SIMULCAST_DEFAULT;
+  /** The camera goes out as simulcast layers: asked for, and the server's answer kept them. */
+  simulcasting = false;
+  /** `viewport` events sent (for tests). */
+  viewportReports = 0;
   /** Who was on stage before us when we joined: while any of them stays, one of them is host. */
   private before = new Set<string>();
 
@@ -131,6 +185,12 @@ export class StageClient {
   private mediaTimer: ReturnType<typeof setTimeout> | null = null;
   /** performance.now() of recent media restarts (to give up on a connection that keeps failing). */
   private restarts: number[] = [];
+  /** Per remote video producer: the last `viewport` report and the one waiting for its turn. */
+  private viewports = new Map<string, ViewportState>();
+  /** The last `layers` notice per producer id: one can arrive before the `publish` ack names our producers. */
+  private layersWanted = new Map<string, string[]>();
+  /** setParameters calls one at a time: a notice arriving during one applies after it. */
+  private layersChain: Promise<void> = Promise.resolve();
 
   /** Log every SDP and signaling event to the console (`?debug=1` on the page). */
   debug = false;
@@ -211,14 +271,52 @@ export class StageClient {
     }
   }
 
+  /**
+   * How large the video of remote producer `producerId` is drawn: reported to the server as `viewport`, so it
+   * forwards the smallest simulcast layer that looks sharp. At most one report per producer every 250 ms, and
+   * only when visibility or a side changed by more than 10 %.
+   */
+  setViewport(producerId: string, v: Viewport): void {
+    const st = this.viewports.get(producerId) ?? { sent: null, sentAt: -Infinity, pending: null, timer: null };
+    this.viewports.set(producerId, st);
+    st.pending = st.sent && !viewportChanged(st.sent, v) ? null : v;
+    if (!st.pending || st.timer) return;
+    const wait = Math.max(VIEWPORT_SETTLE_MS, st.sentAt + VIEWPORT_INTERVAL_MS - performance.now());
+    st.timer = setTimeout(() => {
+      st.timer = null;
+      this.sendViewport(producerId, st);
+    }, wait);
+  }
+
+  /** The producer's tile is gone: no more reports for it. */
+  forgetViewport(producerId: string): void {
+    const st = this.viewports.get(producerId);
+    if (st?.timer) clearTimeout(st.timer);
+    this.viewports.delete(producerId);
+  }
+
+  /** The last `viewport` report sent per producer (for tests). */
+  sentViewports(): ViewportReport[] {
+    return [...this.viewports].flatMap(([producerId, st]) => (st.sent ? [{ producerId, ...st.sent }] : []));
+  }
+
+  /** Rids of our camera's simulcast layers being encoded now; [] when not simulcasting. */
+  layersActive(): string[] {
+    const camera = this.producers.find((p) => p.kind === 'video');
+    const sender = this.simulcasting && camera ? this.videoSender(camera.id) : null;
+    if (!sender) return [];
+    return sender
+      .getParameters()
+      .encodings.filter((e) => e.active !== false && e.rid)
+      .map((e) => e.rid as string);
+  }
+
   /** Per-track receive statistics of the receive transport (for tests and the debug overlay). */
-  async stats(): Promise<
-    Array<{ mid: string; participantId: string | null; kind: string; framesDecoded: number; packetsReceived: number; bytesReceived: number }>
-  > {
+  async stats(): Promise<TrackStats[]> {
     const pc = this.recvPc;
     if (!pc) return [];
     const report = await pc.getStats();
-    const out: Array<{ mid: string; participantId: string | null; kind: string; framesDecoded: number; packetsReceived: number; bytesReceived: number }> = [];
+    const out: TrackStats[] = [];
     report.forEach((s) => {
       if (s.type !== 'inbound-rtp') return;
       const mid = String(s.mid ?? '');
@@ -230,6 +328,8 @@ export class StageClient {
         framesDecoded: Number(s.framesDecoded ?? 0),
         packetsReceived: Number(s.packetsReceived ?? 0),
         bytesReceived: Number(s.bytesReceived ?? 0),
+        frameWidth: Number(s.frameWidth ?? 0),
+        frameHeight: Number(s.frameHeight ?? 0),
       });
     });
     return out;
@@ -336,6 +436,11 @@ export class StageClient {
       else p.producers.set(msg.id, { id: msg.id, kind: msg.kind, muted: !!msg.muted });
       this.handlers.participantChanged?.(p);
     });
+    socket.on('layers', (msg) => {
+      if (!msg || typeof msg.producerId !== 'string' || !Array.isArray(msg.active)) return;
+      this.layersWanted.set(msg.producerId, msg.active.filter((rid): rid is string => typeof rid === 'string'));
+      this.applyLayers(msg.producerId);
+    });
     socket.on('stage-ended', () => {
       // The `closed` that follows must not bring us back: leave for good.
       void this.leave().then(() => this.handlers.stageEnded?.());
@@ -347,6 +452,8 @@ export class StageClient {
     });
     socket.on('error', (msg) => {
       console.warn('rostrum: server error', msg);
+      // A viewport report can cross the removal of its producer: nothing the user needs to see.
+      if (msg?.code === 'unknown-producer') return;
       if (msg && typeof msg.message === 'string') this.handlers.notice?.(`Server: ${msg.message}`);
     });
     return socket;
@@ -410,7 +517,10 @@ export class StageClient {
     this.watchMedia(pc, gen);
     for (const kind of ['audio', 'video'] as const) {
       const track = tracks.find((t) => t.kind === kind);
-      if (track) pc.addTransceiver(track, { direction: 'sendonly', streams: this.localStream ? [this.localStream] : [] });
+      if (!track) continue;
+      const init: RTCRtpTransceiverInit = { direction: 'sendonly', streams: this.localStream ? [this.localStream] : [] };
+      if (kind === 'video' && this.simulcast) init.sendEncodings = SIMULCAST_RIDS.map((rid) => ({ rid, ...LAYER_ENCODING[rid] }));
+      pc.addTransceiver(track, init);
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -424,7 +534,66 @@ export class StageClient {
     if (err || !res.ok) throw err;
     this.trace('publish answer', res.sdp, JSON.stringify(res.producers));
     await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
+    const camera = pc.getTransceivers().find((t) => t.sender.track?.kind === 'video')?.sender;
+    if (this.simulcast && camera) {
+      const params = camera.getParameters();
+      this.simulcasting = params.encodings.length > 1;
+      if (!this.simulcasting) {
+        // A server without simulcast leaves only the first, smallest layer: send that one at full size.
+        for (const e of params.encodings) {
+          e.scaleResolutionDownBy = 1;
+          delete e.maxBitrate;
+        }
+        await camera.setParameters(params);
+        if (gen !== this.gen) return;
+      }
+    }
     this.producers = Array.isArray(res.producers) ? res.producers : [];
+    for (const p of this.producers) if (this.layersWanted.has(p.id)) this.applyLayers(p.id);
+  }
+
+  /** Encodes just the layers of our producer that the last `layers` notice asks for (no-op unless simulcasting). */
+  private applyLayers(producerId: string): void {
+    const gen = this.gen;
+    this.layersChain = this.layersChain
+      .then(async () => {
+        const wanted = this.layersWanted.get(producerId);
+        const sender = this.simulcasting ? this.videoSender(producerId) : null;
+        if (gen !== this.gen || !wanted || !sender) return;
+        const params = sender.getParameters();
+        let on = params.encodings.map((e) => !!e.rid && wanted.includes(e.rid));
+        // Never all off: the smallest layer keeps the stream going for a consumer that needs it again.
+        if (!on.includes(true)) on = params.encodings.map((e) => e.rid === SIMULCAST_RIDS[0]);
+        if (params.encodings.every((e, i) => (e.active !== false) === on[i])) return;
+        params.encodings.forEach((e, i) => (e.active = on[i]));
+        await sender.setParameters(params);
+        this.trace('layers', producerId, JSON.stringify(wanted));
+      })
+      .catch((err) => {
+        if (gen === this.gen) console.warn('rostrum: switching simulcast layers failed:', describe(err));
+      });
+  }
+
+  /** The sender of our video producer `producerId` (by the mid the `publish` ack gave it). */
+  private videoSender(producerId: string): RTCRtpSender | null {
+    const prod = this.producers.find((p) => p.id === producerId && p.kind === 'video');
+    return (prod && this.sendPc?.getTransceivers().find((t) => t.mid === prod.mid)?.sender) || null;
+  }
+
+  private sendViewport(producerId: string, st: ViewportState): void {
+    const v = st.pending;
+    st.pending = null;
+    const socket = this.socket;
+    // Off the stage the report has no producer to refer to; tiles report again once back.
+    if (!v || !socket?.connected || !this.participantId) return;
+    st.sent = v;
+    st.sentAt = performance.now();
+    this.viewportReports++;
+    // Fire and forget: a server without viewport support never acks, which costs nothing but a trace.
+    socket.timeout(ACK_TIMEOUT_MS).emit('viewport', { producerId, ...v }, (err, res) => {
+      if (err) this.trace('viewport: no ack', producerId);
+      else if (res?.ok !== true) this.trace('viewport refused', producerId, JSON.stringify(res));
+    });
   }
 
   private async handleOffer(gen: number, msg: OfferEvent): Promise<void> {
@@ -584,7 +753,11 @@ export class StageClient {
     this.recvPc = null;
     this.tracks = new Map();
     this.producers = [];
+    this.simulcasting = false;
     this.offerChain = Promise.resolve();
+    this.layersChain = Promise.resolve();
+    this.layersWanted.clear();
+    for (const id of [...this.viewports.keys()]) this.forgetViewport(id);
     for (const id of [...this.participants.keys()]) this.removeParticipant(id);
   }
 

@@ -41,6 +41,7 @@ function getLocalMedia(): Promise<MediaStream | null> {
       previewNotice.textContent = 'This browser cannot capture a camera or microphone here (a secure origin is needed). You can still join to listen.';
       return null;
     }
+    // 720p: a simulcast camera sends three layers only from a large enough capture (Chrome drops the others).
     const tries: MediaStreamConstraints[] = [
       { audio: true, video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } } },
       { audio: true, video: false },
@@ -104,6 +105,10 @@ interface Tile {
   name: HTMLElement;
   avatar: HTMLElement;
   badge: HTMLElement;
+  /** The remote video producer on the tile, whose drawn size goes to the server. */
+  videoProducer: string | null;
+  /** Whether the tile is within the window; null until the IntersectionObserver's first answer. */
+  onScreen: boolean | null;
 }
 const tiles = new Map<string, Tile>();
 let soundBlocked = false;
@@ -134,8 +139,10 @@ function createTile(p: RemoteParticipant): Tile {
   cap.append(name, badge);
   el.append(video, ph, cap);
   tilesEl.append(el);
-  const tile = { el, video, name, avatar, badge };
+  const tile: Tile = { el, video, name, avatar, badge, videoProducer: null, onScreen: null };
   tiles.set(p.id, tile);
+  resizeObserver.observe(video);
+  intersectionObserver.observe(el);
   updateTile(p);
   updateEmpty();
   return tile;
@@ -143,6 +150,12 @@ function createTile(p: RemoteParticipant): Tile {
 
 function updateTile(p: RemoteParticipant): void {
   const tile = tiles.get(p.id) ?? createTile(p);
+  const videoProducer = p.trackProducer.video ?? null;
+  if (tile.videoProducer !== videoProducer) {
+    if (tile.videoProducer) client.forgetViewport(tile.videoProducer);
+    tile.videoProducer = videoProducer;
+    reportViewport(tile);
+  }
   const shown = p.name || 'Guest';
   tile.name.textContent = shown;
   tile.avatar.textContent = initials(p.name || '?');
@@ -168,10 +181,49 @@ function play(video: HTMLVideoElement): void {
 function removeTile(id: string): void {
   const tile = tiles.get(id);
   if (!tile) return;
+  resizeObserver.unobserve(tile.video);
+  intersectionObserver.unobserve(tile.el);
+  if (tile.videoProducer) client.forgetViewport(tile.videoProducer);
   tile.video.srcObject = null;
   tile.el.remove();
   tiles.delete(id);
   updateEmpty();
+}
+
+// ---- viewport reports --------------------------------------------------------------------------------------
+// The server forwards each remote video in the smallest simulcast layer that fills its tile, and nothing
+// while nobody can see it: it learns each tile's drawn size and visibility from these observers.
+const resizeObserver = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const tile = tileOf(e.target);
+    if (tile) reportViewport(tile);
+  }
+});
+const intersectionObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const tile = tileOf(e.target);
+    if (!tile) continue;
+    tile.onScreen = e.isIntersecting;
+    reportViewport(tile);
+  }
+});
+document.addEventListener('visibilitychange', () => {
+  for (const tile of tiles.values()) reportViewport(tile);
+});
+
+function tileOf(el: Element): Tile | undefined {
+  const id = el.closest<HTMLElement>('.tile')?.dataset.participantId;
+  return id ? tiles.get(id) : undefined;
+}
+
+function reportViewport(tile: Tile): void {
+  if (!tile.videoProducer || tile.onScreen === null) return;
+  const box = tile.video.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.round(box.width * dpr);
+  const height = Math.round(box.height * dpr);
+  const visible = tile.onScreen && !document.hidden && width > 0 && height > 0;
+  client.setViewport(tile.videoProducer, { width, height, visible });
 }
 
 function updateEmpty(): void {
@@ -388,6 +440,14 @@ window.rostrum = {
   },
   /** inbound-rtp stats of the receive transport, each with the participant its mid carries. */
   stats: () => client.stats(),
+  /** The camera goes out as simulcast layers (`?simulcast=1`, and the server kept them). */
+  simulcast: () => client.simulcasting,
+  /** Rids of the camera's simulcast layers being encoded now (dynacast); [] when not simulcasting. */
+  layersActive: () => client.layersActive(),
+  /** `viewport` events sent. */
+  viewportReports: () => client.viewportReports,
+  /** The last `viewport` report sent per remote video producer. */
+  viewports: () => client.sentViewports(),
   join: () => join(),
   leave: () => leave(),
   endStage: async () => {
@@ -412,6 +472,8 @@ function storage(key: string, value?: string): string | null {
 // ---- start -------------------------------------------------------------------------------------------------
 const params = queryParams();
 client.debug = params.get('debug') === '1';
+const simulcast = params.get('simulcast');
+if (simulcast === '1' || simulcast === '0') client.simulcast = simulcast === '1';
 nameInput.value = params.get('name') ?? storage('rostrum.name') ?? '';
 roomInput.value = params.get('room') ?? 'demo';
 nameInput.addEventListener('change', () => storage('rostrum.name', nameInput.value.trim()));

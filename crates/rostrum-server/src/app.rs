@@ -323,12 +323,69 @@ async fn metrics(State(st): State<MetricsState>) -> impl IntoResponse {
             g(&cm.mixer_stalls),
         );
     }
+    put(
+        "layer_switches_total",
+        "counter",
+        "Simulcast layer switches by video consumers.",
+        g(&m.layer_switches),
+    );
+    if let Ok(layers) = w.consumer_layers().await {
+        layer_metrics(&mut out, &layers);
+    }
     hls_metrics(&mut out, &st.registry);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
     )
+}
+
+/// Per video consumer: the layer forwarded (frame height; -1 before the first keyframe), the
+/// layer wanted, switches and pause.
+fn layer_metrics(out: &mut String, layers: &[(rostrum_sfu::RoomId, rostrum_sfu::ConsumerLayers)]) {
+    type Value = fn(&rostrum_sfu::ConsumerLayers) -> i64;
+    let series: [(&str, &str, &str, Value); 4] = [
+        (
+            "consumer_layer",
+            "gauge",
+            "Simulcast layer forwarded (index in the publisher's rid order; -1 none yet).",
+            |c| c.current.map_or(-1, i64::from),
+        ),
+        (
+            "consumer_layer_height",
+            "gauge",
+            "Frame height of the layer forwarded (0 unknown).",
+            |c| i64::from(c.height),
+        ),
+        (
+            "consumer_layer_switches",
+            "counter",
+            "Layer switches of this consumer.",
+            |c| c.switches as i64,
+        ),
+        (
+            "consumer_paused",
+            "gauge",
+            "1 while the consumer's tile is hidden.",
+            |c| i64::from(c.paused),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP rostrum_{name} {help}\n# TYPE rostrum_{name} {kind}"
+        );
+        for (room, c) in layers {
+            let _ = writeln!(
+                out,
+                "rostrum_{name}{{room=\"{room}\",producer=\"{}\",consumer=\"{}\",layers=\"{}\"}} {}",
+                c.producer,
+                c.consumer,
+                c.layers,
+                value(c)
+            );
+        }
+    }
 }
 
 async fn shutdown() {

@@ -16,7 +16,7 @@ pub mod worker;
 
 pub use error::SfuError;
 pub use ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
-pub use router::{Kind, Notice, ParticipantKind, Router, RouterOptions};
+pub use router::{ConsumerLayers, Kind, Notice, ParticipantKind, Router, RouterOptions};
 pub use worker::{spawn_worker, RoomEvent, WorkerHandle, WorkerMetrics, WorkerOptions};
 
 /// Install str0m's crypto provider for the process (once; later calls are no-ops).

@@ -102,7 +102,9 @@ impl LayerSelector {
             return None;
         }
         let mut active: Vec<&LayerInfo> = layers.iter().filter(|l| l.active).collect();
-        active.sort_by_key(|l| l.layer);
+        // Smallest first. A layer's index is its place in the publisher's rid list, whose order
+        // is the publisher's choice; its frame height (from its keyframes) is what counts.
+        active.sort_by_key(|l| (l.height, l.layer));
         let largest = active.last()?;
         let mut pick = match self.viewport {
             Some((_, h)) => active
@@ -114,7 +116,11 @@ impl LayerSelector {
         };
         if let Some(budget) = self.estimate.map(|e| e / 10 * 9) {
             while pick.bitrate > budget {
-                match active.iter().rev().find(|l| l.layer < pick.layer) {
+                let at = active
+                    .iter()
+                    .position(|l| l.layer == pick.layer)
+                    .unwrap_or(0);
+                match at.checked_sub(1).and_then(|i| active.get(i)) {
                     Some(lower) => pick = lower,
                     None => break,
                 }
@@ -224,6 +230,136 @@ impl Rewriter {
         }
         (out_seq, out_ts)
     }
+
+    /// Maps an incoming timestamp of the current layer to the output's (for sender reports).
+    pub fn map_ts(&self, ts: u32) -> u32 {
+        ts.wrapping_add(self.ts_delta)
+    }
+}
+
+/// One video consumer's forwarding state: the layer it gets and the rewriting that hides the
+/// switches. A producer without simulcast is a single layer 0, so pausing a hidden tile and
+/// resuming on a keyframe work the same for it.
+#[derive(Debug, Clone, Default)]
+pub struct VideoOut {
+    pub selector: LayerSelector,
+    pub rewriter: Rewriter,
+}
+
+impl VideoOut {
+    /// The output sequence number and timestamp for a packet of `layer`, or `None` to drop it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_packet(
+        &mut self,
+        layer: Layer,
+        keyframe: bool,
+        layers: &[LayerInfo],
+        seq: u64,
+        ts: u32,
+        at_us: u64,
+        clock: u32,
+    ) -> Option<(u64, u32)> {
+        match self.selector.on_packet(layer, keyframe, layers) {
+            (Decision::Forward, switched) => {
+                Some(self.rewriter.rewrite(switched, seq, ts, at_us, clock))
+            }
+            (Decision::Drop, _) => None,
+        }
+    }
+}
+
+/// A layer with no packet for this long is off (the publisher stopped it, or lost it).
+const SILENT_AFTER_US: u64 = 1_000_000;
+/// Bitrates are measured over windows this long.
+const METER_WINDOW_US: u64 = 1_000_000;
+
+/// What arrives of each layer of one producer: sizes from keyframes, bitrates, activity.
+#[derive(Debug, Clone)]
+pub struct InboundLayers {
+    infos: Vec<LayerInfo>,
+    /// Per layer: (window start, bytes in window, last packet), microseconds.
+    meters: Vec<(u64, u64, Option<u64>)>,
+}
+
+impl InboundLayers {
+    /// `count` layers, indexed in the publisher's rid order (1 for a producer without simulcast).
+    pub fn new(count: usize) -> Self {
+        let count = count.clamp(1, 8);
+        Self {
+            infos: (0..count)
+                .map(|i| LayerInfo {
+                    layer: i as Layer,
+                    width: 0,
+                    height: 0,
+                    bitrate: 0,
+                    active: false,
+                })
+                .collect(),
+            meters: vec![(0, 0, None); count],
+        }
+    }
+
+    pub fn infos(&self) -> &[LayerInfo] {
+        &self.infos
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// A packet of `layer` (`bytes` long, at `at_us`); `size` when it started a keyframe whose
+    /// frame size could be read.
+    pub fn on_packet(&mut self, layer: Layer, at_us: u64, bytes: usize, size: Option<(u32, u32)>) {
+        let i = layer as usize;
+        let (Some(info), Some(m)) = (self.infos.get_mut(i), self.meters.get_mut(i)) else {
+            return;
+        };
+        info.active = true;
+        if let Some((w, h)) = size {
+            info.width = w;
+            info.height = h;
+        }
+        if m.2.is_none() {
+            m.0 = at_us;
+        }
+        m.2 = Some(at_us);
+        m.1 += bytes as u64;
+        let span = at_us.saturating_sub(m.0);
+        if span >= METER_WINDOW_US {
+            info.bitrate = m.1 * 8 * 1_000_000 / span;
+            *m = (at_us, 0, m.2);
+        }
+    }
+
+    /// Marks layers silent for a while as inactive; returns whether any changed.
+    pub fn tick(&mut self, at_us: u64) -> bool {
+        let mut changed = false;
+        for (info, m) in self.infos.iter_mut().zip(self.meters.iter_mut()) {
+            let silent =
+                m.2.is_none_or(|t| at_us.saturating_sub(t) > SILENT_AFTER_US);
+            if info.active && silent {
+                info.active = false;
+                info.bitrate = 0;
+                *m = (0, 0, None);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The smallest layer (by frame height, then index): kept on for every producer so a new
+    /// consumer always has something to start from.
+    pub fn smallest(&self) -> Layer {
+        self.infos
+            .iter()
+            .min_by_key(|l| (l.height, l.layer))
+            .map_or(0, |l| l.layer)
+    }
 }
 
 /// The codec of a video payload, for keyframe detection.
@@ -241,27 +377,46 @@ pub fn is_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
     }
 }
 
+/// The frame size a keyframe's first packet announces (VP8 only; H.264 would need its SPS
+/// parsed: `None`, and such layers are ordered by their place in the rid list).
+pub fn keyframe_size(codec: VideoCodec, payload: &[u8]) -> Option<(u32, u32)> {
+    if codec != VideoCodec::Vp8 {
+        return None;
+    }
+    let i = vp8_header_at(payload)?;
+    // RFC 6386 9.1: 3-byte frame tag (P bit 0), start code 9d 01 2a, then 14-bit width and
+    // height, little-endian, with 2 bits of scaling each.
+    let h = payload.get(i..i + 10)?;
+    if h[0] & 0x01 != 0 || h[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([h[6], h[7]]) & 0x3fff);
+    let ht = u32::from(u16::from_le_bytes([h[8], h[9]]) & 0x3fff);
+    (w > 0 && ht > 0).then_some((w, ht))
+}
+
 /// RFC 7741: the payload descriptor, then (at the start of partition 0) the VP8 payload header,
 /// whose P bit is 0 on a key frame.
 fn vp8_keyframe(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else {
-        return false;
-    };
+    vp8_header_at(p)
+        .and_then(|i| p.get(i))
+        .is_some_and(|h| h & 0x01 == 0)
+}
+
+/// Where the VP8 payload header starts, if this packet starts partition 0.
+fn vp8_header_at(p: &[u8]) -> Option<usize> {
+    let &b0 = p.first()?;
     let (x, s, pid) = (b0 & 0x80 != 0, b0 & 0x10 != 0, b0 & 0x07);
     if !s || pid != 0 {
-        return false;
+        return None;
     }
     let mut i = 1;
     if x {
-        let Some(&ext) = p.get(i) else {
-            return false;
-        };
+        let &ext = p.get(i)?;
         i += 1;
         if ext & 0x80 != 0 {
             // PictureID: 7 or 15 bits.
-            let Some(&m) = p.get(i) else {
-                return false;
-            };
+            let &m = p.get(i)?;
             i += if m & 0x80 != 0 { 2 } else { 1 };
         }
         if ext & 0x40 != 0 {
@@ -271,7 +426,7 @@ fn vp8_keyframe(p: &[u8]) -> bool {
             i += 1; // TID/Y/KEYIDX
         }
     }
-    p.get(i).is_some_and(|h| h & 0x01 == 0)
+    (i < p.len()).then_some(i)
 }
 
 /// RFC 6184: an IDR slice (5) or SPS (7) alone, in a STAP-A (24), or starting an FU-A (28).
@@ -481,11 +636,85 @@ mod tests {
         assert!(!is_keyframe(VideoCodec::H264, &[]));
     }
 
+    #[test]
+    fn a_vp8_keyframe_tells_its_frame_size() {
+        // Descriptor (S=1), frame tag (key), start code, 640 × 360 with scaling bits set.
+        let p = [
+            0x10, 0x50, 0x2a, 0x01, 0x9d, 0x01, 0x2a, 0x80, 0x42, 0x68, 0x41,
+        ];
+        assert_eq!(keyframe_size(VideoCodec::Vp8, &p), Some((640, 360)));
+        let mut delta = p;
+        delta[1] |= 0x01;
+        assert_eq!(keyframe_size(VideoCodec::Vp8, &delta), None);
+        assert_eq!(keyframe_size(VideoCodec::Vp8, &p[..8]), None, "truncated");
+        assert_eq!(keyframe_size(VideoCodec::H264, &[0x65, 0x88]), None);
+    }
+
+    #[test]
+    fn inbound_layers_measure_size_bitrate_and_silence() {
+        let mut l = InboundLayers::new(3);
+        assert!(l.infos().iter().all(|i| !i.active));
+        // Layer 2 arrives first, 1250 bytes every 10 ms = 1 Mbit/s; it is the 1280×720 one.
+        for k in 0..=100u64 {
+            let size = (k == 0).then_some((1280, 720));
+            l.on_packet(2, k * 10_000, 1250, size);
+        }
+        l.on_packet(0, 5_000, 100, Some((320, 180)));
+        let i = l.infos();
+        assert!(i[2].active && i[0].active && !i[1].active);
+        assert_eq!((i[2].width, i[2].height), (1280, 720));
+        assert!(
+            (990_000..=1_010_000).contains(&i[2].bitrate),
+            "{}",
+            i[2].bitrate
+        );
+        assert_eq!(l.smallest(), 1, "an unknown size sorts first");
+        // 1.5 s later only layer 2 is still sending.
+        l.on_packet(1, 1_000_000, 100, Some((640, 360)));
+        l.on_packet(2, 1_500_000, 1250, None);
+        assert!(l.tick(1_600_000));
+        let i = l.infos();
+        assert!(!i[0].active && i[1].active && i[2].active);
+        assert_eq!(l.smallest(), 0);
+        assert!(!l.tick(1_600_000), "no change twice");
+    }
+
+    #[test]
+    fn layers_are_ordered_by_size_not_by_index() {
+        // A publisher listing its rids large first (index 0 = 720p).
+        let mut l = layers();
+        l[0].height = 720;
+        l[2].height = 180;
+        let mut s = LayerSelector::new();
+        s.set_viewport(320, 180);
+        assert_eq!(s.target(&l), Some(2));
+        s.set_viewport(1280, 720);
+        s.set_estimate(1_000_000);
+        l[0].bitrate = 1_500_000;
+        l[2].bitrate = 150_000;
+        assert_eq!(s.target(&l), Some(1), "one step down in size, not in index");
+    }
+
+    #[test]
+    fn a_video_out_forwards_from_a_keyframe_and_stays_continuous() {
+        let l = layers();
+        let mut v = VideoOut::default();
+        assert_eq!(v.on_packet(2, false, &l, 500, 9000, 0, 90_000), None);
+        let first = v.on_packet(2, true, &l, 501, 12_000, 33_000, 90_000);
+        assert_eq!(first, Some((1, 12_000)));
+        assert_eq!(
+            v.on_packet(2, false, &l, 502, 15_000, 66_000, 90_000),
+            Some((2, 15_000))
+        );
+        assert_eq!(v.rewriter.map_ts(15_000), 15_000);
+    }
+
     proptest! {
         #[test]
         fn any_payload_is_judged_without_panicking(p in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = is_keyframe(VideoCodec::Vp8, &p);
             let _ = is_keyframe(VideoCodec::H264, &p);
+            let _ = keyframe_size(VideoCodec::Vp8, &p);
         }
 
         #[test]

@@ -19,8 +19,8 @@ use crate::demux::Demux;
 use crate::error::SfuError;
 use crate::ids::{ParticipantId, ProducerId, RoomId, TransportId};
 use crate::router::{
-    Audience, Joined, Kind, Notice, ParticipantInfo, ParticipantKind, PlainConsumerInfo,
-    ProducerSummary, Published, Router, RouterOptions, RouterOutput,
+    Audience, ConsumerLayers, Joined, Kind, Notice, ParticipantInfo, ParticipantKind,
+    PlainConsumerInfo, ProducerSummary, Published, Router, RouterOptions, RouterOutput,
 };
 
 /// Something that happened to a room as a whole (what its other participants are told), for
@@ -61,6 +61,8 @@ pub struct WorkerMetrics {
     pub bytes_forwarded: AtomicU64,
     pub keyframe_requests: AtomicU64,
     pub transports_timed_out: AtomicU64,
+    /// Simulcast layer switches by video consumers.
+    pub layer_switches: AtomicU64,
     pub datagrams_in: AtomicU64,
     pub datagrams_unroutable: AtomicU64,
 }
@@ -116,6 +118,25 @@ enum Command {
         producer: ProducerId,
         remote: SocketAddr,
         reply: oneshot::Sender<Result<PlainConsumerInfo, SfuError>>,
+    },
+    Viewport {
+        room: RoomId,
+        pid: ParticipantId,
+        producer: ProducerId,
+        width: u32,
+        height: u32,
+        visible: bool,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    PlainViewport {
+        room: RoomId,
+        transport: TransportId,
+        width: u32,
+        height: u32,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    ConsumerLayers {
+        reply: oneshot::Sender<Result<Vec<(RoomId, ConsumerLayers)>, SfuError>>,
     },
     ClosePlain {
         room: RoomId,
@@ -256,6 +277,54 @@ impl WorkerHandle {
 
     pub async fn close_plain(&self, room: RoomId, transport: TransportId) -> Result<(), SfuError> {
         call!(self, ClosePlain { room, transport })
+    }
+
+    /// How `pid` shows `producer`'s video (tile size in device pixels, or hidden): picks the
+    /// simulcast layer it gets.
+    pub async fn set_viewport(
+        &self,
+        room: RoomId,
+        pid: ParticipantId,
+        producer: ProducerId,
+        width: u32,
+        height: u32,
+        visible: bool,
+    ) -> Result<(), SfuError> {
+        call!(
+            self,
+            Viewport {
+                room,
+                pid,
+                producer,
+                width,
+                height,
+                visible
+            }
+        )
+    }
+
+    /// The size the mixer shows a plain consumer's video at.
+    pub async fn set_plain_viewport(
+        &self,
+        room: RoomId,
+        transport: TransportId,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SfuError> {
+        call!(
+            self,
+            PlainViewport {
+                room,
+                transport,
+                width,
+                height
+            }
+        )
+    }
+
+    /// Every video consumer's layer state, for `/metrics`.
+    pub async fn consumer_layers(&self) -> Result<Vec<(RoomId, ConsumerLayers)>, SfuError> {
+        call!(self, ConsumerLayers {})
     }
 
     /// The room's producers.
@@ -579,6 +648,42 @@ impl Worker {
                         .and_then(|r| r.close_plain(transport)),
                 );
             }
+            Command::Viewport {
+                room,
+                pid,
+                producer,
+                width,
+                height,
+                visible,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .and_then(|r| r.set_viewport(now, pid, producer, width, height, visible)),
+                );
+            }
+            Command::PlainViewport {
+                room,
+                transport,
+                width,
+                height,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.router_for(&room)
+                        .and_then(|r| r.set_plain_viewport(now, transport, width, height)),
+                );
+            }
+            Command::ConsumerLayers { reply } => {
+                let all = self
+                    .routers
+                    .iter()
+                    .flat_map(|(room, r)| {
+                        r.consumer_layers().into_iter().map(|c| (room.clone(), c))
+                    })
+                    .collect();
+                let _ = reply.send(Ok(all));
+            }
             Command::Producers { room, reply } => {
                 let _ = reply.send(self.router_for(&room).map(|r| r.producer_list()));
             }
@@ -718,6 +823,8 @@ fn add_stats(m: &WorkerMetrics, s: crate::router::RouterStats) {
         .fetch_add(s.keyframe_requests, Ordering::Relaxed);
     m.transports_timed_out
         .fetch_add(s.transports_timed_out, Ordering::Relaxed);
+    m.layer_switches
+        .fetch_add(s.layer_switches, Ordering::Relaxed);
 }
 
 /// Most bytes one RFC 4571 frame may carry; anything larger is not WebRTC.

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rostrum_sfu::{Kind, Notice, ParticipantId, ParticipantKind, RoomId, SfuError, WorkerHandle};
+use rostrum_sfu::{
+    Kind, Notice, ParticipantId, ParticipantKind, ProducerId, RoomId, SfuError, WorkerHandle,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
@@ -32,6 +34,19 @@ struct MuteReq {
     kind: Kind,
     muted: bool,
 }
+
+/// How the client shows one remote video: its tile in device pixels, or hidden.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ViewportReq {
+    producer_id: ProducerId,
+    width: u32,
+    height: u32,
+    visible: bool,
+}
+
+/// Larger than any screen: a report beyond it is a bad request, not a layer choice.
+const MAX_VIEWPORT_PX: u32 = 16_384;
 
 /// This socket's seat on the stage, if it joined.
 type Seat = Arc<Mutex<Option<(RoomId, ParticipantId)>>>;
@@ -141,6 +156,31 @@ async fn on_connect(s: SocketRef, worker: WorkerHandle) {
                 (_, None) => err("not-joined", "join a room first"),
                 (Ok(req), Some((room, pid))) => {
                     match w.mute(room, pid, req.kind, req.muted).await {
+                        Ok(()) => json!({ "ok": true }),
+                        Err(e) => sfu_err(&e),
+                    }
+                }
+            };
+            reply(&s, ack, v);
+        },
+    );
+
+    let (w, st) = (worker.clone(), seat.clone());
+    s.on(
+        "viewport",
+        async move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            let v = match (parse::<ViewportReq>(data), seat_of(&st)) {
+                (Err(e), _) => e,
+                (Ok(r), _) if r.width > MAX_VIEWPORT_PX || r.height > MAX_VIEWPORT_PX => err(
+                    "bad-request",
+                    format!("width and height must be at most {MAX_VIEWPORT_PX}"),
+                ),
+                (_, None) => err("not-joined", "join a room first"),
+                (Ok(r), Some((room, pid))) => {
+                    match w
+                        .set_viewport(room, pid, r.producer_id, r.width, r.height, r.visible)
+                        .await
+                    {
                         Ok(()) => json!({ "ok": true }),
                         Err(e) => sfu_err(&e),
                     }

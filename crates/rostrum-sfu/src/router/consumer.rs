@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use str0m::media::{MediaKind, Mid, Pt};
 
 use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::simulcast::VideoOut;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConsumerState {
@@ -25,4 +26,6 @@ pub(crate) struct Consumer {
     pub state: ConsumerState,
     /// Producer payload type → the payload type this consumer's peer uses for the same codec.
     pub pt_map: HashMap<Pt, Option<Pt>>,
+    /// Video only: the layer it gets (tile size, hidden, estimate) and its rewriting.
+    pub video: Option<VideoOut>,
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Rids};
 use str0m::net::{Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::SfuError;
 use crate::ids::{ConsumerId, ParticipantId, ProducerId, RoomId, TransportId};
+use crate::simulcast::{self, InboundLayers, Layer, VideoCodec, VideoOut};
 use consumer::{Consumer, ConsumerState};
 use plain::PlainConsumer;
 pub use plain::PlainConsumerInfo;
@@ -156,6 +157,13 @@ pub enum Notice {
         sdp: String,
         tracks: Vec<TrackInfo>,
     },
+    /// To a simulcast publisher: the layers (rids) someone consumes; it may stop encoding the
+    /// others (dynacast).
+    #[serde(rename_all = "camelCase")]
+    Layers {
+        producer_id: ProducerId,
+        active: Vec<String>,
+    },
     /// The host ended the stage: everyone is removed and the broadcast ends now.
     StageEnded {
         by: ParticipantId,
@@ -179,6 +187,7 @@ impl Notice {
             Notice::Offer { .. } => "offer",
             Notice::Closed { .. } => "closed",
             Notice::StageEnded { .. } => "stage-ended",
+            Notice::Layers { .. } => "layers",
         }
     }
 }
@@ -210,6 +219,43 @@ pub struct RouterStats {
     pub bytes_forwarded: u64,
     pub keyframe_requests: u64,
     pub transports_timed_out: u64,
+    /// Simulcast layer switches done by video consumers.
+    pub layer_switches: u64,
+}
+
+/// One video consumer's simulcast state, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLayers {
+    pub consumer: String,
+    pub producer: ProducerId,
+    /// Layers the producer has (1 without simulcast).
+    pub layers: usize,
+    /// Being forwarded (index in the publisher's rid order), `None` before the first keyframe.
+    pub current: Option<Layer>,
+    pub target: Option<Layer>,
+    /// Frame height of the current layer (0 unknown).
+    pub height: u32,
+    pub switches: u64,
+    pub paused: bool,
+}
+
+impl ConsumerLayers {
+    fn of(consumer: String, pr: &Producer, v: &VideoOut) -> Self {
+        let infos = pr.layers.infos();
+        let current = v.selector.current();
+        ConsumerLayers {
+            consumer,
+            producer: pr.id,
+            layers: infos.len(),
+            current,
+            target: v.selector.target(infos),
+            height: current
+                .and_then(|l| infos.get(l as usize))
+                .map_or(0, |i| i.height),
+            switches: v.selector.switches(),
+            paused: v.selector.is_paused(),
+        }
+    }
 }
 
 /// Whether a participant is a person on `/stream` (receives everyone) or a WHIP ingest (sends only).
@@ -267,6 +313,8 @@ pub struct Router {
     dirty: Vec<TransportId>,
     stats: RouterStats,
     last_liveness_check: Option<Instant>,
+    /// Origin of the microsecond clock the simulcast state machines use.
+    epoch: Option<Instant>,
 }
 
 /// Label of the data channel that anchors every receive transport's BUNDLE group.
@@ -308,6 +356,7 @@ impl Router {
             dirty: Vec::new(),
             stats: RouterStats::default(),
             last_liveness_check: None,
+            epoch: None,
         }
     }
 
@@ -457,14 +506,20 @@ impl Router {
             .ok_or(SfuError::UnknownParticipant)?;
         let answer = t.accept_offer(sdp, max)?;
         mark(&mut self.dirty, t);
-        let incoming: Vec<(Mid, MediaKind)> = offered_mids(sdp)
+        let incoming: Vec<(Mid, MediaKind, Vec<Rid>)> = offered_mids(sdp)
             .into_iter()
             .filter_map(|mid| t.rtc.media(mid).map(|m| (mid, m)))
             .filter(|(_, m)| m.direction().is_receiving())
-            .map(|(mid, m)| (mid, m.kind()))
+            .map(|(mid, m)| {
+                let rids = match m.rids_rx() {
+                    Rids::Specific(v) if m.kind() == MediaKind::Video && v.len() > 1 => v.clone(),
+                    _ => Vec::new(),
+                };
+                (mid, m.kind(), rids)
+            })
             .collect();
-        for (mid, kind) in incoming {
-            self.add_producer(now, pid, tid, mid, kind);
+        for (mid, kind, rids) in incoming {
+            self.add_producer(now, pid, tid, mid, kind, rids);
         }
         self.negotiate_all();
         self.drive(now);
@@ -688,14 +743,25 @@ impl Router {
             .producers
             .values()
             .filter(|p| {
-                p.keyframes
-                    .due(self.opts.keyframe_min_interval)
-                    .is_some_and(|at| at <= now)
+                p.keyframes.iter().any(|k| {
+                    k.due(self.opts.keyframe_min_interval)
+                        .is_some_and(|at| at <= now)
+                })
             })
             .map(|p| p.id)
             .collect();
         for pr in due {
-            self.request_keyframe(now, pr);
+            let mask = self.producers.get(&pr).map_or(0, |p| {
+                p.keyframes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| {
+                        k.due(self.opts.keyframe_min_interval)
+                            .is_some_and(|at| at <= now)
+                    })
+                    .fold(0u8, |m, (i, _)| m | (1 << i.min(7)))
+            });
+            self.request_keyframe_layers(now, pr, mask);
         }
         if self
             .last_liveness_check
@@ -703,6 +769,7 @@ impl Router {
         {
             self.last_liveness_check = Some(now);
             self.check_liveness(now);
+            self.tick_layers(now);
         }
         self.drive(now);
     }
@@ -720,8 +787,8 @@ impl Router {
                 next = next.min(at);
             }
         }
-        for p in self.producers.values() {
-            if let Some(at) = p.keyframes.due(self.opts.keyframe_min_interval) {
+        for k in self.producers.values().flat_map(|p| p.keyframes.iter()) {
+            if let Some(at) = k.due(self.opts.keyframe_min_interval) {
                 next = next.min(at);
             }
         }
@@ -781,11 +848,17 @@ impl Router {
         tid: TransportId,
         mid: Mid,
         kind: MediaKind,
+        rids: Vec<Rid>,
     ) {
         if self.producer_by_mid.contains_key(&(tid, mid)) {
             return;
         }
         let id = ProducerId::random();
+        let layers = InboundLayers::new(rids.len());
+        let n = layers.len();
+        if !rids.is_empty() {
+            info!(room = %self.room, participant = %pid, producer = %id, rids = ?rids.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "simulcast producer");
+        }
         self.producers.insert(
             id,
             Producer {
@@ -796,8 +869,11 @@ impl Router {
                 kind,
                 muted: false,
                 consumers: Vec::new(),
-                keyframes: KeyframeLimiter::default(),
-                sender_info: None,
+                rids,
+                layers,
+                keyframes: (0..n).map(|_| KeyframeLimiter::default()).collect(),
+                sender_info: vec![None; n],
+                needed: None,
             },
         );
         self.producer_by_mid.insert((tid, mid), id);
@@ -897,6 +973,7 @@ impl Router {
                 mid: None,
                 state: ConsumerState::Queued,
                 pt_map: HashMap::new(),
+                video: (producer.kind == MediaKind::Video).then(VideoOut::default),
             },
         );
         if let Some(t) = self.transports.get_mut(&recv) {
@@ -945,6 +1022,7 @@ impl Router {
                     mid: Some(mid),
                     state: ConsumerState::Active,
                     pt_map: HashMap::new(),
+                    video: (kind == MediaKind::Video).then(VideoOut::default),
                 },
             );
             self.consumer_by_mid.insert((tid, mid), id);
@@ -1044,23 +1122,42 @@ impl Router {
         );
     }
 
+    /// Ask the publisher for a keyframe on every layer.
     fn request_keyframe(&mut self, now: Instant, pr: ProducerId) {
+        self.request_keyframe_layers(now, pr, u8::MAX);
+    }
+
+    /// Ask the publisher for a keyframe on the layers in `mask` (bit i = layer i), each
+    /// rate-limited on its own.
+    fn request_keyframe_layers(&mut self, now: Instant, pr: ProducerId, mask: u8) {
         let min = self.opts.keyframe_min_interval;
         let Some(p) = self.producers.get_mut(&pr) else {
             return;
         };
-        if p.kind != MediaKind::Video || !p.keyframes.request(now, min) {
+        if p.kind != MediaKind::Video {
             return;
         }
         let (tid, mid) = (p.transport, p.mid);
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
-        if let Some(rx) = t.rtc.direct_api().stream_rx_by_mid(mid, None) {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
-            mark(&mut self.dirty, t);
-            self.stats.keyframe_requests += 1;
+        for (i, limiter) in p.keyframes.iter_mut().enumerate() {
+            if mask & (1 << i.min(7)) == 0 || !limiter.request(now, min) {
+                continue;
+            }
+            let rid = p.rids.get(i).copied();
+            if let Some(rx) = t.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+                mark(&mut self.dirty, t);
+                self.stats.keyframe_requests += 1;
+            }
         }
+    }
+
+    /// Microseconds on the simulcast state machines' clock.
+    fn micros(&mut self, t: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(t);
+        t.saturating_duration_since(epoch).as_micros() as u64
     }
 
     fn check_liveness(&mut self, now: Instant) {
@@ -1170,13 +1267,17 @@ impl Router {
             }
             Event::RtpPacket(pkt) => self.forward(now, tid, pkt),
             Event::KeyframeRequest(req) => {
-                if let Some(pr) = self
+                // The layer the subscriber decodes (all of them before the first).
+                if let Some((pr, mask)) = self
                     .consumer_by_mid
                     .get(&(tid, req.mid))
                     .and_then(|c| self.consumers.get(c))
-                    .map(|c| c.producer)
+                    .map(|c| {
+                        let layer = c.video.as_ref().and_then(|v| v.selector.current());
+                        (c.producer, layer.map_or(u8::MAX, |l| 1 << l.min(7)))
+                    })
                 {
-                    self.request_keyframe(now, pr);
+                    self.request_keyframe_layers(now, pr, mask);
                 }
             }
             _ => {}
@@ -1186,36 +1287,64 @@ impl Router {
     /// The hot path: one packet from a producer to each of its active consumers.
     fn forward(&mut self, now: Instant, tid: TransportId, pkt: RtpPacket) {
         self.stats.rtp_in += 1;
+        let at_us = self.micros(pkt.timestamp);
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
-        let Some(mid) = t
+        let Some((mid, rid)) = t
             .rtc
             .direct_api()
             .stream_rx(&pkt.header.ssrc)
-            .map(|s| s.mid())
+            .map(|s| (s.mid(), s.rid()))
         else {
             return;
         };
         let Some(pr) = self.producer_by_mid.get(&(tid, mid)).copied() else {
             return;
         };
-        let Some(producer) = self.producers.get(&pr) else {
-            return;
-        };
-        if producer.muted {
-            return;
-        }
         let Some(src_params) = t.params_for_pt(pkt.header.payload_type) else {
             return;
         };
+        let Some(producer) = self.producers.get_mut(&pr) else {
+            return;
+        };
+        let Some(layer) = producer.layer_of(rid) else {
+            return;
+        };
+        if let Some(si) = pkt.last_sender_info {
+            if let Some(slot) = producer.sender_info.get_mut(layer as usize) {
+                *slot = Some(si);
+            }
+        }
         let kind = producer.kind;
+        let codec = match src_params.spec().codec {
+            str0m::format::Codec::Vp8 => Some(VideoCodec::Vp8),
+            str0m::format::Codec::H264 => Some(VideoCodec::H264),
+            _ => None,
+        };
+        let keyframe = codec.is_some_and(|c| simulcast::is_keyframe(c, &pkt.payload));
+        if kind == MediaKind::Video {
+            let size = codec
+                .filter(|_| keyframe)
+                .and_then(|c| simulcast::keyframe_size(c, &pkt.payload));
+            producer
+                .layers
+                .on_packet(layer, at_us, pkt.payload.len(), size);
+        }
+        if producer.muted {
+            return;
+        }
+        let clock = src_params.spec().clock_rate.get();
         let ext = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
             video_orientation: pkt.header.ext_vals.video_orientation,
             ..Default::default()
         };
+        let producer = &self.producers[&pr];
+        let layers = producer.layers.infos();
+        // Layers some consumer waits for a keyframe of.
+        let mut want_keyframes = 0u8;
         for cid in producer.consumers.iter() {
             let Some(c) = self.consumers.get_mut(cid) else {
                 continue;
@@ -1236,55 +1365,110 @@ impl Router {
             let Some(pt) = pt else {
                 continue;
             };
-            // Each consumer's sequence numbers start near zero (rollover counter 0), whatever
-            // the producer's extended sequence number is when the consumer joins.
-            let base = *self.seq_base.entry(*cid).or_insert(*pkt.seq_no);
-            let Some(seq) = (*pkt.seq_no + 1).checked_sub(base) else {
-                continue;
+            let (seq, ts) = match c.video.as_mut() {
+                Some(v) => {
+                    let before = v.selector.switches();
+                    let out = v.on_packet(
+                        layer,
+                        keyframe,
+                        layers,
+                        *pkt.seq_no,
+                        pkt.header.timestamp,
+                        at_us,
+                        clock,
+                    );
+                    self.stats.layer_switches += v.selector.switches() - before;
+                    if let Some(l) = v.selector.wants_keyframe(layers) {
+                        want_keyframes |= 1 << l.min(7);
+                    }
+                    match out {
+                        Some(o) => o,
+                        None => continue,
+                    }
+                }
+                None => {
+                    // Each consumer's sequence numbers start near zero (rollover counter 0),
+                    // whatever the producer's extended sequence number is when it joins.
+                    let base = *self.seq_base.entry(*cid).or_insert(*pkt.seq_no);
+                    match (*pkt.seq_no + 1).checked_sub(base) {
+                        Some(seq) => (seq, pkt.header.timestamp),
+                        None => continue,
+                    }
+                }
             };
             let mut api = ct.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
             tx.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    SeqNo::from(seq),
-                    pkt.header.timestamp,
-                    pkt.timestamp,
-                    pkt.payload.clone(),
-                )
-                .marker(pkt.header.marker)
-                .ext_vals(ext.clone())
-                .nackable(kind == MediaKind::Video),
+                RtpWrite::new(pt, SeqNo::from(seq), ts, pkt.timestamp, pkt.payload.clone())
+                    .marker(pkt.header.marker)
+                    .ext_vals(ext.clone())
+                    .nackable(kind == MediaKind::Video),
             );
             mark(&mut self.dirty, ct);
             self.stats.rtp_forwarded += 1;
             self.stats.bytes_forwarded += pkt.payload.len() as u64;
         }
-        if let Some(si) = pkt.last_sender_info {
-            if let Some(p) = self.producers.get_mut(&pr) {
-                p.sender_info = Some(si);
-            }
+        want_keyframes |= self.forward_plain(now, pr, layer, keyframe, at_us, clock, &pkt);
+        if want_keyframes != 0 {
+            self.request_keyframe_layers(now, pr, want_keyframes);
         }
-        self.forward_plain(now, pr, &pkt);
     }
 
-    /// Plain consumers get the producer's packets with their own SSRC and sequence numbers and
-    /// the producer's timestamps, plus a sender report a second so the mixer can line up audio
-    /// and video of one participant.
-    fn forward_plain(&mut self, now: Instant, pr: ProducerId, pkt: &RtpPacket) {
-        let sender_info = self.producers.get(&pr).and_then(|p| p.sender_info);
+    /// Plain consumers get the producer's packets with their own SSRC and sequence numbers (and,
+    /// for video, timestamps rewritten across layer switches), plus a sender report a second so
+    /// the mixer can line up audio and video of one participant. Returns the layers a plain
+    /// consumer waits for a keyframe of.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_plain(
+        &mut self,
+        now: Instant,
+        pr: ProducerId,
+        layer: Layer,
+        keyframe: bool,
+        at_us: u64,
+        clock: u32,
+        pkt: &RtpPacket,
+    ) -> u8 {
+        let Some(producer) = self.producers.get(&pr) else {
+            return 0;
+        };
+        let layers = producer.layers.infos();
+        let mut want_keyframes = 0u8;
         for p in self.plain.values_mut().filter(|p| p.producer == pr) {
-            let base = *p.seq_base.get_or_insert(*pkt.seq_no);
-            let Some(seq) = (*pkt.seq_no + 1).checked_sub(base) else {
-                continue;
+            let (seq, ts) = match p.video.as_mut() {
+                Some(v) => {
+                    let out = v.on_packet(
+                        layer,
+                        keyframe,
+                        layers,
+                        *pkt.seq_no,
+                        pkt.header.timestamp,
+                        at_us,
+                        clock,
+                    );
+                    if let Some(l) = v.selector.wants_keyframe(layers) {
+                        want_keyframes |= 1 << l.min(7);
+                    }
+                    match out {
+                        Some(o) => o,
+                        None => continue,
+                    }
+                }
+                None => {
+                    let base = *p.seq_base.get_or_insert(*pkt.seq_no);
+                    match (*pkt.seq_no + 1).checked_sub(base) {
+                        Some(seq) => (seq, pkt.header.timestamp),
+                        None => continue,
+                    }
+                }
             };
             let bytes = crate::rtp::write_rtp(
                 p.pt,
                 pkt.header.marker,
                 seq as u16,
-                pkt.header.timestamp,
+                ts,
                 p.ssrc,
                 &pkt.payload,
             );
@@ -1294,7 +1478,8 @@ impl Router {
                 .push_back(RouterOutput::PlainTransmit(p.id, p.remote, bytes));
             self.stats.rtp_forwarded += 1;
             self.stats.bytes_forwarded += pkt.payload.len() as u64;
-            let Some(si) = sender_info else {
+            // The sender report of the layer being forwarded, in the output's timestamps.
+            let Some(si) = producer.sender_info.get(layer as usize).copied().flatten() else {
                 continue;
             };
             if p.last_sr
@@ -1308,10 +1493,15 @@ impl Router {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as u64)
                 .unwrap_or(0);
+            let rtp_time = si.rtp_time.numer() as u32;
+            let rtp_time = p
+                .video
+                .as_ref()
+                .map_or(rtp_time, |v| v.rewriter.map_ts(rtp_time));
             let mut sr = crate::rtp::write_sender_report(
                 p.ssrc,
                 crate::rtp::ntp_from_unix_micros(unix_us),
-                si.rtp_time.numer() as u32,
+                rtp_time,
                 p.packets,
                 p.octets,
             );
@@ -1319,6 +1509,7 @@ impl Router {
             self.out
                 .push_back(RouterOutput::PlainTransmit(p.id, p.remote, sr));
         }
+        want_keyframes
     }
 
     // ------------------------------------------------------------ plain transports
@@ -1359,21 +1550,187 @@ impl Router {
                 pt: info.payload_type,
                 cname: pr.participant.to_string(),
                 seq_base: None,
+                video: (pr.kind == MediaKind::Video).then(VideoOut::default),
                 packets: 0,
                 octets: 0,
                 last_sr: None,
             },
         );
         self.request_keyframe(now, producer);
+        self.update_needed(producer);
         self.drive(now);
         Ok(info)
     }
 
     /// Stop a plain consumer.
     pub fn close_plain(&mut self, tid: TransportId) -> Result<(), SfuError> {
-        self.plain.remove(&tid).ok_or(SfuError::UnknownSession)?;
+        let p = self.plain.remove(&tid).ok_or(SfuError::UnknownSession)?;
         self.out.push_back(RouterOutput::TransportClosed(tid));
+        self.update_needed(p.producer);
         Ok(())
+    }
+
+    /// The size a plain consumer's picture is shown at (the mixer's tile), so it gets the
+    /// smallest layer that fills it.
+    pub fn set_plain_viewport(
+        &mut self,
+        now: Instant,
+        tid: TransportId,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SfuError> {
+        let p = self.plain.get_mut(&tid).ok_or(SfuError::UnknownSession)?;
+        let producer = p.producer;
+        if let Some(v) = p.video.as_mut() {
+            v.selector.set_viewport(width, height);
+        }
+        self.after_selector_change(now, producer);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ simulcast
+
+    /// A participant's report of how it shows a producer's video: the tile's size in device
+    /// pixels, or hidden. Picks the layer it gets (and pauses a hidden tile).
+    pub fn set_viewport(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        producer: ProducerId,
+        width: u32,
+        height: u32,
+        visible: bool,
+    ) -> Result<(), SfuError> {
+        let recv = self
+            .participants
+            .get(&pid)
+            .ok_or(SfuError::UnknownParticipant)?
+            .recv;
+        let pr = self
+            .producers
+            .get(&producer)
+            .ok_or(SfuError::UnknownProducer)?;
+        let cid = pr
+            .consumers
+            .iter()
+            .copied()
+            .find(|c| recv.is_some() && self.consumers.get(c).map(|c| c.transport) == recv)
+            .ok_or(SfuError::UnknownProducer)?;
+        if let Some(v) = self.consumers.get_mut(&cid).and_then(|c| c.video.as_mut()) {
+            v.selector.set_viewport(width.max(1), height.max(1));
+            v.selector.set_paused(!visible);
+        }
+        self.after_selector_change(now, producer);
+        Ok(())
+    }
+
+    /// A consumer's wishes changed: ask for the keyframes a switch needs and tell the publisher
+    /// which layers are needed now.
+    fn after_selector_change(&mut self, now: Instant, producer: ProducerId) {
+        self.update_needed(producer);
+        let Some(pr) = self.producers.get(&producer) else {
+            return;
+        };
+        let layers = pr.layers.infos();
+        let consumers = pr
+            .consumers
+            .iter()
+            .filter_map(|c| self.consumers.get(c))
+            .filter_map(|c| c.video.as_ref());
+        let plain = self
+            .plain
+            .values()
+            .filter(|p| p.producer == producer)
+            .filter_map(|p| p.video.as_ref());
+        let mask = consumers
+            .chain(plain)
+            .filter_map(|v| v.selector.wants_keyframe(layers))
+            .fold(0u8, |m, l| m | (1 << l.min(7)));
+        if mask != 0 {
+            self.request_keyframe_layers(now, producer, mask);
+        }
+        self.drive(now);
+    }
+
+    /// Dynacast: the layers some consumer needs (the smallest always, so a newcomer starts at
+    /// once), announced to the publisher when they change.
+    fn update_needed(&mut self, producer: ProducerId) {
+        let Some(pr) = self.producers.get(&producer) else {
+            return;
+        };
+        if pr.rids.len() < 2 {
+            return;
+        }
+        let layers = pr.layers.infos();
+        let consumers = pr
+            .consumers
+            .iter()
+            .filter_map(|c| self.consumers.get(c))
+            .filter_map(|c| c.video.as_ref())
+            .map(|v| &v.selector);
+        let plain = self
+            .plain
+            .values()
+            .filter(|p| p.producer == producer)
+            .filter_map(|p| p.video.as_ref())
+            .map(|v| &v.selector);
+        let mask =
+            simulcast::needed_layers(consumers.chain(plain), layers) | (1 << pr.layers.smallest());
+        if pr.needed == Some(mask) {
+            return;
+        }
+        let active = pr
+            .rids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << (*i).min(7)) != 0)
+            .map(|(_, r)| r.to_string())
+            .collect();
+        let to = pr.participant;
+        if let Some(p) = self.producers.get_mut(&producer) {
+            p.needed = Some(mask);
+        }
+        debug!(room = %self.room, producer = %producer, ?active, "layers needed");
+        self.notify(
+            Audience::Participant(to),
+            Notice::Layers {
+                producer_id: producer,
+                active,
+            },
+        );
+    }
+
+    /// Every 250 ms: layers that went silent are no choice any more; needs are re-announced
+    /// (a layer's size becomes known with its first keyframe, which can change the choice).
+    fn tick_layers(&mut self, now: Instant) {
+        let at_us = self.micros(now);
+        let mut simulcast = Vec::new();
+        for p in self.producers.values_mut() {
+            if p.kind == MediaKind::Video {
+                p.layers.tick(at_us);
+                if p.rids.len() > 1 {
+                    simulcast.push(p.id);
+                }
+            }
+        }
+        for pr in simulcast {
+            self.after_selector_change(now, pr);
+        }
+    }
+
+    /// Per video consumer: the layer it gets and wants, its switches, whether paused.
+    pub fn consumer_layers(&self) -> Vec<ConsumerLayers> {
+        let webrtc = self.consumers.values().filter_map(|c| {
+            let v = c.video.as_ref()?;
+            let pr = self.producers.get(&c.producer)?;
+            Some(ConsumerLayers::of(c.id.to_string(), pr, v))
+        });
+        let plain = self.plain.values().filter_map(|p| {
+            let v = p.video.as_ref()?;
+            let pr = self.producers.get(&p.producer)?;
+            Some(ConsumerLayers::of(p.id.to_string(), pr, v))
+        });
+        webrtc.chain(plain).collect()
     }
 
     /// RTCP from a plain receiver: keyframe requests (PLI/FIR) reach the publisher.
@@ -1382,13 +1739,14 @@ impl Router {
             return;
         };
         let (ssrc, producer) = (p.ssrc, p.producer);
+        let layer = p.video.as_ref().and_then(|v| v.selector.current());
         let asks = crate::rtp::parse_feedback(data)
             .into_iter()
             .any(|f| match f {
                 crate::rtp::Feedback::Pli(m) | crate::rtp::Feedback::Fir(m) => m == ssrc,
             });
         if asks {
-            self.request_keyframe(now, producer);
+            self.request_keyframe_layers(now, producer, layer.map_or(u8::MAX, |l| 1 << l.min(7)));
             self.drive(now);
         }
     }

@@ -10,6 +10,7 @@ use str0m::format::{Codec, PayloadParams};
 
 use crate::ids::{ParticipantId, ProducerId, TransportId};
 use crate::router::Kind;
+use crate::simulcast::VideoOut;
 
 pub(crate) struct PlainConsumer {
     pub id: TransportId,
@@ -19,8 +20,10 @@ pub(crate) struct PlainConsumer {
     pub pt: u8,
     /// SDES CNAME in our sender reports: the participant, so a receiver can lip-sync their streams.
     pub cname: String,
-    /// Producer sequence number of the first packet sent, so ours start at 1.
+    /// Audio: the producer sequence number of the first packet sent, so ours start at 1.
     pub seq_base: Option<u64>,
+    /// Video: the layer the mixer's tile needs, and the rewriting across switches.
+    pub video: Option<VideoOut>,
     pub packets: u32,
     pub octets: u32,
     pub last_sr: Option<Instant>,

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 
 use crate::ids::{ConsumerId, ParticipantId, ProducerId, TransportId};
+use crate::simulcast::{InboundLayers, Layer};
 
 pub(crate) struct Producer {
     pub id: ProducerId,
@@ -14,9 +15,29 @@ pub(crate) struct Producer {
     pub kind: MediaKind,
     pub muted: bool,
     pub consumers: Vec<ConsumerId>,
-    pub keyframes: KeyframeLimiter,
-    /// The publisher's latest RTCP sender report: maps its RTP timestamps to wall-clock time.
-    pub sender_info: Option<str0m::rtp::rtcp::SenderInfo>,
+    /// Simulcast rids in the publisher's order (a layer's index is its place here); empty
+    /// without simulcast (one layer, 0).
+    pub rids: Vec<Rid>,
+    /// What arrives of each layer.
+    pub layers: InboundLayers,
+    /// Keyframe requests, per layer.
+    pub keyframes: Vec<KeyframeLimiter>,
+    /// Per layer: the publisher's latest RTCP sender report, mapping its RTP timestamps to
+    /// wall-clock time.
+    pub sender_info: Vec<Option<str0m::rtp::rtcp::SenderInfo>>,
+    /// Layers last announced to the publisher as needed (bit i = layer i), simulcast only.
+    pub needed: Option<u8>,
+}
+
+impl Producer {
+    /// The layer index of a packet's rid (`None`: a rid we did not negotiate).
+    pub fn layer_of(&self, rid: Option<Rid>) -> Option<Layer> {
+        match rid {
+            _ if self.rids.is_empty() => Some(0),
+            Some(r) => self.rids.iter().position(|x| *x == r).map(|i| i as Layer),
+            None => None,
+        }
+    }
 }
 
 /// Rate-limits keyframe requests towards a publisher: a burst of new consumers (or a lossy

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 use super::*;
 use crate::demux::Demux;
+use crate::simulcast::Layer;
 
 const SERVER: &str = "127.0.0.1:40000";
 
@@ -82,6 +83,10 @@ struct Peer {
     send_mids: Vec<(Mid, MediaKind)>,
     /// The codec this peer publishes its video with.
     video: Codec,
+    /// Keyframe requests already answered.
+    plis_answered: usize,
+    /// Simulcast rids of its video, smallest first (empty: no simulcast).
+    rids: Vec<&'static str>,
 }
 
 impl Peer {
@@ -155,6 +160,8 @@ impl Net {
             pid: None,
             send_mids: Vec::new(),
             video,
+            plis_answered: 0,
+            rids: Vec::new(),
         });
         self.peers.len() - 1
     }
@@ -170,9 +177,16 @@ impl Net {
     /// Peer `i` offers audio + video on its send transport; the router answers.
     fn publish(&mut self, i: usize) -> Published {
         let p = &mut self.peers[i];
+        let simulcast = (!p.rids.is_empty()).then(|| {
+            let mut s = Simulcast::new();
+            for r in &p.rids {
+                s.add_send_layer(SimulcastLayer::new(r));
+            }
+            s
+        });
         let mut api = p.send.rtc.sdp_api();
         let a = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let v = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let v = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
         let (offer, pending) = api.apply().unwrap();
         p.send_mids = vec![(a, MediaKind::Audio), (v, MediaKind::Video)];
         let pid = p.pid.unwrap();
@@ -274,17 +288,44 @@ impl Net {
                     };
                     let pt = p.send.pt(codec);
                     let n = tick / every;
-                    if let Some(tx) = p.send.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                        tx.write_rtp(
-                            RtpWrite::new(
-                                pt,
-                                SeqNo::from(1000 + n),
-                                (n * 960) as u32,
-                                now,
-                                vec![0x10, 1, 2, 3],
-                            )
-                            .marker(true),
-                        );
+                    // A keyframe every 10 frames, and the next frame after a PLI, like an encoder.
+                    let plis = p.keyframe_requests();
+                    let key = kind == MediaKind::Video && (n % 10 == 0 || plis > p.plis_answered);
+                    if kind == MediaKind::Video {
+                        p.plis_answered = plis;
+                    }
+                    let layers: Vec<Option<&str>> =
+                        if kind == MediaKind::Video && !p.rids.is_empty() {
+                            p.rids.iter().map(|r| Some(*r)).collect()
+                        } else {
+                            vec![None]
+                        };
+                    for (layer, rid) in layers.into_iter().enumerate() {
+                        // The last byte says which layer a packet came from; a VP8 keyframe
+                        // carries its frame size (320×180 · 2^layer) as RFC 6386 places it.
+                        let (w, h) = (320u16 << layer, 180u16 << layer);
+                        let mut payload = match (codec, key) {
+                            (Codec::H264, true) => vec![0x65, 0x88, 2, 3],
+                            (Codec::H264, false) => vec![0x41, 0x9a, 2, 3],
+                            (_, true) => vec![0x10, 0x00, 2, 3, 0x9d, 0x01, 0x2a],
+                            _ => vec![0x10, 0x01, 2, 3, 0, 0, 0],
+                        };
+                        payload.extend_from_slice(&w.to_le_bytes());
+                        payload.extend_from_slice(&h.to_le_bytes());
+                        payload.push(layer as u8);
+                        let rid = rid.map(Rid::from);
+                        if let Some(tx) = p.send.rtc.direct_api().stream_tx_by_mid(mid, rid) {
+                            tx.write_rtp(
+                                RtpWrite::new(
+                                    pt,
+                                    SeqNo::from(1000 + n),
+                                    (n * 960) as u32,
+                                    now,
+                                    payload,
+                                )
+                                .marker(true),
+                            );
+                        }
                     }
                 }
                 for e in p.endpoints() {
@@ -664,4 +705,126 @@ fn bad_input_is_refused_and_changes_nothing() {
     net.run(200);
     assert_eq!(net.router.participant_count(), 1);
     assert_eq!(net.router.producer_count(), 2);
+}
+
+/// Layers of the video `peer` received, in arrival order, with their sequence numbers.
+fn received_layers(net: &Net, peer: usize) -> Vec<(Layer, u64)> {
+    let vp8 = net.peers[peer].recv.pt(Codec::Vp8);
+    net.peers[peer]
+        .recv
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RtpPacket(p) if p.header.payload_type == vp8 => {
+                p.payload.last().map(|l| (*l, *p.seq_no))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn layers_notices(net: &mut Net) -> Vec<Vec<String>> {
+    net.notices
+        .drain(..)
+        .filter_map(|(_, n)| match n {
+            Notice::Layers { active, .. } => Some(active),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn simulcast_follows_the_tile_switches_on_keyframes_and_tells_the_publisher() {
+    let mut net = stage();
+    let a = net.add_peer("A (simulcast)");
+    net.peers[a].rids = vec!["l", "m", "h"];
+    let b = net.add_peer("B");
+    net.join(a).unwrap();
+    net.join(b).unwrap();
+    let published = net.publish(a);
+    net.publish(b);
+    net.answer_offers();
+    let video = published
+        .producers
+        .iter()
+        .find(|(_, k, _)| *k == Kind::Video)
+        .map(|(id, _, _)| *id)
+        .unwrap();
+    net.run(1500);
+    // No tile size known: the largest layer (after whatever layer arrived first, until the
+    // top one's keyframe), and then only that one.
+    let got = received_layers(&net, b);
+    assert!(got.len() > 10, "B receives A's video: {}", got.len());
+    let top: Vec<_> = got.iter().skip_while(|(l, _)| *l != 2).collect();
+    assert!(
+        top.len() + 3 >= got.len() && top.iter().all(|(l, _)| *l == 2),
+        "the top layer: {got:?}"
+    );
+
+    // A 320×180 tile: the small layer, from its next keyframe on, in one continuous stream.
+    let pb = net.peers[b].pid.unwrap();
+    let before = received_layers(&net, b).len();
+    net.router
+        .set_viewport(net.now, pb, video, 320, 180, true)
+        .unwrap();
+    net.pump_router();
+    net.run(1500);
+    let got = received_layers(&net, b);
+    let first_small = before
+        + got[before..]
+            .iter()
+            .position(|(l, _)| *l == 0)
+            .expect("switched to layer 0");
+    assert!(
+        got[first_small..].iter().all(|(l, _)| *l == 0),
+        "no way back: {got:?}"
+    );
+    for w in got.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1 + 1,
+            "sequence numbers continue across the switch"
+        );
+    }
+    assert_eq!(
+        layers_notices(&mut net).last().cloned(),
+        Some(vec!["l".to_string()]),
+        "dynacast: only the small layer is needed"
+    );
+
+    // Hidden: no video at all; shown at 1280×720: the top layer again, and needed again.
+    net.router
+        .set_viewport(net.now, pb, video, 320, 180, false)
+        .unwrap();
+    net.pump_router();
+    let before = received_layers(&net, b).len();
+    net.run(1000);
+    assert!(
+        received_layers(&net, b).len() <= before + 1,
+        "a hidden tile gets nothing"
+    );
+    net.router
+        .set_viewport(net.now, pb, video, 1280, 720, true)
+        .unwrap();
+    net.pump_router();
+    net.run(1500);
+    let got = received_layers(&net, b);
+    assert_eq!(
+        got.last().map(|(l, _)| *l),
+        Some(2),
+        "back to the top layer"
+    );
+    assert_eq!(
+        layers_notices(&mut net).last().cloned(),
+        Some(vec!["l".to_string(), "h".to_string()])
+    );
+    let stats = net.router.consumer_layers();
+    let s = stats.iter().find(|s| s.producer == video).unwrap();
+    assert_eq!((s.layers, s.current, s.height), (3, Some(2), 720));
+    assert!(s.switches >= 1, "{s:?}");
+    // Garbage: a viewport for an unknown producer is refused.
+    assert!(net
+        .router
+        .set_viewport(net.now, pb, ProducerId::random(), 1, 1, true)
+        .is_err());
 }
