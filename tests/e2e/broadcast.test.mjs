@@ -131,11 +131,8 @@ describe('broadcast: stage → mixer → LL-HLS → /watch', { timeout: 300000 }
     pages.push(viewer);
     const work = mkdtempSync(join(tmpdir(), 'rostrum-bcast-'));
     try {
-      // A viewer who comes early waits. It holds 1.5 s back instead of the default 1.0 s: on this 2-core machine
-      // four browsers starve the mixer for up to ~1.1 s around a join or leave (load 5–9; measured by the part
-      // follower below, which asserts the programme itself never pauses that long), and the stall this test
-      // looks for is one the re-flow causes, not one of the bench's CPU.
-      await viewer.goto(`${server.watchUrl}?room=${room}&latency=1.5`);
+      // A viewer who comes early waits.
+      await viewer.goto(`${server.watchUrl}?room=${room}`);
       await viewer.waitForFunction(() => window.rostrumWatch?.state === 'waiting', null, { timeout: 15000 });
 
       // Two participants go on stage.

@@ -353,7 +353,7 @@ function liveEdgeTarget(): number | null {
 function liveConfig(): Partial<HlsConfig> {
   return {
     lowLatencyMode: true,
-    // Target latency: PART-HOLD-BACK of the playlist (3 parts: 1.0 s for the default 1/3 s parts), or ?latency=. Setting
+    // Target latency: PART-HOLD-BACK of the playlist (3 parts: 1.5 s for the default 0.5 s parts, 1.0 s for 1/3 s), or ?latency=. Setting
     // liveSyncDuration(Count) here would override PART-HOLD-BACK, so it is only set for an explicit override.
     ...(latencyOverride !== undefined ? { liveSyncDuration: latencyOverride } : {}),
     // hls.js's own catch-up needs > 1 s buffered, which a 1 s target never has: trimLatency() does it instead.

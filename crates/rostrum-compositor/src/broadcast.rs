@@ -83,21 +83,6 @@ impl Broadcast {
             .count()
     }
 
-    /// The plain consumers carrying video into the mixer, and the size of the grid cell each is
-    /// shown in: the router sends each the smallest simulcast layer that fills its cell.
-    pub fn video_cells(&self, canvas: crate::layout::Canvas) -> Vec<(TransportId, u32, u32)> {
-        let (cols, rows) = crate::layout::grid(self.order.len().max(1));
-        let (w, h) = (canvas.width / cols.max(1), canvas.height / rows.max(1));
-        self.producers
-            .values()
-            .filter(|p| p.kind == Kind::Video)
-            .filter_map(|p| match p.input {
-                Some(InputState::Added(t)) => Some((t, w, h)),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Replace what we know with the router's roster (start, or after missing events).
     pub fn load_roster(&mut self, roster: &[ParticipantInfo]) -> Vec<Action> {
         let mut out = Vec::new();

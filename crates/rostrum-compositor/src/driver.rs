@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rostrum_hls::{HlsHandle, HlsRegistry, HlsSession, HlsSessionOptions, HlsStore};
 use rostrum_sfu::router::PlainConsumerInfo;
-use rostrum_sfu::{Notice, ProducerId, RoomEvent, RoomId, SfuError, TransportId, WorkerHandle};
+use rostrum_sfu::{Notice, ProducerId, RoomEvent, RoomId, SfuError, WorkerHandle};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command as Process};
@@ -21,7 +21,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::broadcast::{Action, Broadcast};
-use crate::layout::Canvas;
 use crate::protocol::{Command, Event, TileState};
 use crate::supervisor::{RestartPolicy, Supervision};
 
@@ -49,7 +48,7 @@ impl Default for CompositorOptions {
         Self {
             mixer_bin: default_mixer_bin(),
             mixer_args: Vec::new(),
-            part_target: Duration::from_millis(334),
+            part_target: Duration::from_millis(500),
             segment_target: Duration::from_secs(2),
             idle_end: Duration::from_secs(30),
             restart: RestartPolicy::default(),
@@ -381,8 +380,6 @@ async fn run_broadcast(
             ctx.set_status(&id, |s| s.mixer_pid = pid);
             debug!(%room, ?pid, generation, "mixer started");
 
-            // Cell size each video input was last fitted to (simulcast layer choice).
-            let mut cells: HashMap<TransportId, (u32, u32)> = HashMap::new();
             // Run this mixer until it exits, stalls, or the broadcast ends.
             let why: &str = loop {
                 tokio::select! {
@@ -436,7 +433,6 @@ async fn run_broadcast(
                                 execute(&ctx, &room, &mixer, actions, &me);
                             }
                         }
-                        fit_cells(&ctx, &room, &b, &mut cells);
                     }
                 }
             };
@@ -630,35 +626,6 @@ fn on_mixer_line(
         }
         Err(e) => warn!(%room, "unreadable mixer event ({e}): {line}"),
     }
-}
-
-/// Tells the router the grid cell of every video input whose cell changed (a join or leave
-/// re-flows the grid), so each gets the simulcast layer its cell needs.
-fn fit_cells(
-    ctx: &Ctx,
-    room: &RoomId,
-    b: &Broadcast,
-    cells: &mut HashMap<TransportId, (u32, u32)>,
-) {
-    let changed: Vec<(TransportId, u32, u32)> = b
-        .video_cells(Canvas::HD)
-        .into_iter()
-        .filter(|(t, w, h)| cells.get(t) != Some(&(*w, *h)))
-        .collect();
-    if changed.is_empty() {
-        return;
-    }
-    for (t, w, h) in &changed {
-        cells.insert(*t, (*w, *h));
-    }
-    let (worker, room) = (ctx.worker.clone(), room.clone());
-    tokio::spawn(async move {
-        for (t, w, h) in changed {
-            if let Err(e) = worker.set_plain_viewport(room.clone(), t, w, h).await {
-                debug!(%room, transport = %t, "plain viewport: {e}");
-            }
-        }
-    });
 }
 
 /// Carry out actions; plain-consumer results come back to the broadcast task as messages.

@@ -344,7 +344,7 @@ async fn metrics(State(st): State<MetricsState>) -> impl IntoResponse {
 /// layer wanted, switches and pause.
 fn layer_metrics(out: &mut String, layers: &[(rostrum_sfu::RoomId, rostrum_sfu::ConsumerLayers)]) {
     type Value = fn(&rostrum_sfu::ConsumerLayers) -> i64;
-    let series: [(&str, &str, &str, Value); 4] = [
+    let series: [(&str, &str, &str, Value); 5] = [
         (
             "consumer_layer",
             "gauge",
@@ -368,6 +368,12 @@ fn layer_metrics(out: &mut String, layers: &[(rostrum_sfu::RoomId, rostrum_sfu::
             "gauge",
             "1 while the consumer's tile is hidden.",
             |c| i64::from(c.paused),
+        ),
+        (
+            "consumer_estimate_bps",
+            "gauge",
+            "The consumer's share of its subscriber's downlink estimate (-1 unknown).",
+            |c| c.estimate.map_or(-1, |e| e as i64),
         ),
     ];
     for (name, kind, help, value) in series {

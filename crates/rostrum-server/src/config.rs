@@ -31,7 +31,8 @@ pub struct Config {
     pub broadcast: bool,
     /// The `rostrum-mixer` executable; default: next to this binary.
     pub mixer: Option<PathBuf>,
-    /// LL-HLS part target in milliseconds. 334 = ten frames at 30 fps: PART-HOLD-BACK 1.0 s.
+    /// LL-HLS part target in milliseconds (PART-HOLD-BACK is 3 parts). 334 (ten frames at 30 fps)
+    /// gives LL-HLS under 1.5 s glass to glass, at the cost of a viewer stall on any 1 s hiccup.
     pub part_ms: u64,
     /// HLS segment target in milliseconds (the keyframe interval): whole seconds.
     pub segment_ms: u64,
@@ -55,7 +56,7 @@ impl Default for Config {
             log: "info".into(),
             broadcast: true,
             mixer: None,
-            part_ms: 334,
+            part_ms: 500,
             segment_ms: 2000,
             idle_end_s: 30,
             storage: StoreConfig::Local {

@@ -45,6 +45,8 @@ pub struct LayerSelector {
     estimate: Option<u64>,
     /// Layer switches done.
     switches: u64,
+    /// Only ever this layer (a consumer that must not switch).
+    pinned: Option<Layer>,
 }
 
 impl Default for LayerSelector {
@@ -61,6 +63,7 @@ impl LayerSelector {
             paused: false,
             estimate: None,
             switches: 0,
+            pinned: None,
         }
     }
 
@@ -94,12 +97,38 @@ impl LayerSelector {
         self.estimate = Some(bits_per_second);
     }
 
+    /// Forward only `layer`, whatever the tile or the estimate (nothing while it is inactive).
+    pub fn pin(&mut self, layer: Layer) {
+        self.pinned = Some(layer);
+    }
+
+    /// This consumer's share of its transport's bandwidth estimate, if known.
+    pub fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+
+    /// The layer the tile wants, bandwidth aside (what the allocator shares the estimate by).
+    pub fn wanted(&self, layers: &[LayerInfo]) -> Option<Layer> {
+        self.target_within(layers, None)
+    }
+
     /// The layer this consumer should get: the smallest active layer at least as tall as the tile
     /// (the largest if none is), then lowered until its bitrate fits 90 % of the estimate. `None`
     /// when paused or nothing is active.
     pub fn target(&self, layers: &[LayerInfo]) -> Option<Layer> {
+        self.target_within(layers, self.estimate)
+    }
+
+    /// [`Self::target`] with a given estimate. Going up to a larger layer than the current one
+    /// needs more headroom (its bitrate within 75 % of the estimate) than staying (90 %), so an
+    /// estimate hovering near a layer's bitrate does not flip the layer (and ask for a keyframe)
+    /// every time it moves.
+    fn target_within(&self, layers: &[LayerInfo], estimate: Option<u64>) -> Option<Layer> {
         if self.paused {
             return None;
+        }
+        if let Some(p) = self.pinned {
+            return layers.iter().any(|l| l.layer == p && l.active).then_some(p);
         }
         let mut active: Vec<&LayerInfo> = layers.iter().filter(|l| l.active).collect();
         // Smallest first. A layer's index is its place in the publisher's rid list, whose order
@@ -114,8 +143,17 @@ impl LayerSelector {
                 .unwrap_or(largest),
             None => largest,
         };
-        if let Some(budget) = self.estimate.map(|e| e / 10 * 9) {
-            while pick.bitrate > budget {
+        if let Some(e) = estimate {
+            let current = self
+                .current
+                .and_then(|c| layers.iter().find(|l| l.layer == c))
+                .map(|l| (l.height, l.layer));
+            loop {
+                let up = current.is_some_and(|c| (pick.height, pick.layer) > c);
+                let budget = if up { e / 4 * 3 } else { e / 10 * 9 };
+                if pick.bitrate <= budget {
+                    break;
+                }
                 let at = active
                     .iter()
                     .position(|l| l.layer == pick.layer)
@@ -516,6 +554,57 @@ mod tests {
             s.target(&layers()),
             Some(0),
             "the smallest even if it does not fit"
+        );
+    }
+
+    #[test]
+    fn a_pinned_consumer_never_switches() {
+        let mut l = layers();
+        let mut s = LayerSelector::new();
+        s.pin(2);
+        s.set_viewport(320, 180);
+        s.set_estimate(100_000);
+        assert_eq!(
+            s.target(&l),
+            Some(2),
+            "neither tile size nor estimate move it"
+        );
+        assert_eq!(s.on_packet(0, true, &l), (Decision::Drop, false));
+        assert_eq!(s.on_packet(2, true, &l), (Decision::Forward, true));
+        l[2].active = false;
+        assert_eq!(
+            s.target(&l),
+            None,
+            "its layer stopped: nothing, not another"
+        );
+        assert_eq!(needed_layers([&s], &layers()), 0b100);
+    }
+
+    #[test]
+    fn going_up_needs_more_headroom_than_staying() {
+        let l = layers();
+        let mut s = LayerSelector::new();
+        s.set_viewport(1280, 720);
+        s.set_estimate(1_000_000);
+        // Forwarding layer 1 (500 kbit/s).
+        assert_eq!(s.on_packet(1, true, &l), (Decision::Forward, true));
+        // 1.8 Mbit/s: 1.5 fits 90 % but not 75 %: stay.
+        s.set_estimate(1_800_000);
+        assert_eq!(s.target(&l), Some(1));
+        // 2.1 Mbit/s: 75 % is 1.575: go up.
+        s.set_estimate(2_100_000);
+        assert_eq!(s.target(&l), Some(2));
+        assert_eq!(s.on_packet(2, true, &l), (Decision::Forward, true));
+        // Once there, 1.8 Mbit/s keeps it (90 % = 1.62).
+        s.set_estimate(1_800_000);
+        assert_eq!(s.target(&l), Some(2));
+        assert_eq!(s.wanted(&l), Some(2));
+        s.set_estimate(1_000_000);
+        assert_eq!(s.target(&l), Some(1));
+        assert_eq!(
+            s.wanted(&l),
+            Some(2),
+            "what the tile wants, bandwidth aside"
         );
     }
 

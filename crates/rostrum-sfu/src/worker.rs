@@ -128,13 +128,6 @@ enum Command {
         visible: bool,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
-    PlainViewport {
-        room: RoomId,
-        transport: TransportId,
-        width: u32,
-        height: u32,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
     ConsumerLayers {
         reply: oneshot::Sender<Result<Vec<(RoomId, ConsumerLayers)>, SfuError>>,
     },
@@ -299,25 +292,6 @@ impl WorkerHandle {
                 width,
                 height,
                 visible
-            }
-        )
-    }
-
-    /// The size the mixer shows a plain consumer's video at.
-    pub async fn set_plain_viewport(
-        &self,
-        room: RoomId,
-        transport: TransportId,
-        width: u32,
-        height: u32,
-    ) -> Result<(), SfuError> {
-        call!(
-            self,
-            PlainViewport {
-                room,
-                transport,
-                width,
-                height
             }
         )
     }
@@ -660,18 +634,6 @@ impl Worker {
                 let _ = reply.send(
                     self.router_for(&room)
                         .and_then(|r| r.set_viewport(now, pid, producer, width, height, visible)),
-                );
-            }
-            Command::PlainViewport {
-                room,
-                transport,
-                width,
-                height,
-                reply,
-            } => {
-                let _ = reply.send(
-                    self.router_for(&room)
-                        .and_then(|r| r.set_plain_viewport(now, transport, width, height)),
                 );
             }
             Command::ConsumerLayers { reply } => {

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use str0m::bwe::Bitrate;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Rids};
 use str0m::net::{Receive, Transmit};
@@ -237,6 +238,8 @@ pub struct ConsumerLayers {
     pub height: u32,
     pub switches: u64,
     pub paused: bool,
+    /// Its share of the subscriber's downlink estimate (bits per second), if known.
+    pub estimate: Option<u64>,
 }
 
 impl ConsumerLayers {
@@ -254,6 +257,7 @@ impl ConsumerLayers {
                 .map_or(0, |i| i.height),
             switches: v.selector.switches(),
             paused: v.selector.is_paused(),
+            estimate: v.selector.estimate(),
         }
     }
 }
@@ -1266,6 +1270,10 @@ impl Router {
                 self.transport_failed(tid, owner, role, "ice disconnected");
             }
             Event::RtpPacket(pkt) => self.forward(now, tid, pkt),
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                t.estimate = Some(estimate.as_u64());
+                self.allocate(tid);
+            }
             Event::KeyframeRequest(req) => {
                 // The layer the subscriber decodes (all of them before the first).
                 if let Some((pr, mask)) = self
@@ -1550,7 +1558,14 @@ impl Router {
                 pt: info.payload_type,
                 cname: pr.participant.to_string(),
                 seq_base: None,
-                video: (pr.kind == MediaKind::Video).then(VideoOut::default),
+                // The mixer takes the publisher's last rid (the top layer of /stream's l, m, h),
+                // and only that: a GStreamer compositor pad whose input changes resolution
+                // mid-stream froze or crashed the mixer (GStreamer 1.22), so no switching here.
+                video: (pr.kind == MediaKind::Video).then(|| {
+                    let mut v = VideoOut::default();
+                    v.selector.pin(pr.rids.len().saturating_sub(1) as Layer);
+                    v
+                }),
                 packets: 0,
                 octets: 0,
                 last_sr: None,
@@ -1567,24 +1582,6 @@ impl Router {
         let p = self.plain.remove(&tid).ok_or(SfuError::UnknownSession)?;
         self.out.push_back(RouterOutput::TransportClosed(tid));
         self.update_needed(p.producer);
-        Ok(())
-    }
-
-    /// The size a plain consumer's picture is shown at (the mixer's tile), so it gets the
-    /// smallest layer that fills it.
-    pub fn set_plain_viewport(
-        &mut self,
-        now: Instant,
-        tid: TransportId,
-        width: u32,
-        height: u32,
-    ) -> Result<(), SfuError> {
-        let p = self.plain.get_mut(&tid).ok_or(SfuError::UnknownSession)?;
-        let producer = p.producer;
-        if let Some(v) = p.video.as_mut() {
-            v.selector.set_viewport(width, height);
-        }
-        self.after_selector_change(now, producer);
         Ok(())
     }
 
@@ -1700,9 +1697,74 @@ impl Router {
         );
     }
 
+    /// Shares a subscriber's downlink estimate among its video consumers in proportion to the
+    /// bitrate of the layer each tile wants (audio first: 48 kbit/s each), and tells str0m how
+    /// much we would like to send so it probes for it (padding up to that, capped by the
+    /// estimate), which is how a consumer held low comes back up once the link allows.
+    fn allocate(&mut self, tid: TransportId) {
+        let Some(estimate) = self.transports.get(&tid).and_then(|t| t.estimate) else {
+            return;
+        };
+        const AUDIO_BPS: u64 = 48_000;
+        let mut audio = 0u64;
+        let mut wants: Vec<(ConsumerId, u64)> = Vec::new();
+        for c in self.consumers.values().filter(|c| c.transport == tid) {
+            let Some(pr) = self.producers.get(&c.producer) else {
+                continue;
+            };
+            match &c.video {
+                None => audio += AUDIO_BPS,
+                Some(v) => {
+                    let layers = pr.layers.infos();
+                    let want = v
+                        .selector
+                        .wanted(layers)
+                        .and_then(|l| layers.get(l as usize))
+                        .map_or(0, |l| l.bitrate);
+                    wants.push((c.id, want));
+                }
+            }
+        }
+        let video = estimate.saturating_sub(audio);
+        let total: u64 = wants.iter().map(|(_, w)| *w).sum();
+        let n = wants.len().max(1) as u64;
+        for (cid, want) in &wants {
+            let share = match total {
+                0 => video / n,
+                t => (video as u128 * *want as u128 / t as u128) as u64,
+            };
+            if let Some(v) = self.consumers.get_mut(cid).and_then(|c| c.video.as_mut()) {
+                v.selector.set_estimate(share);
+            }
+        }
+        // Padding fills up to what the tiles want (none while media already sends that). The
+        // estimator probes towards `desired`, and str0m's estimate does not grow past what it
+        // probed: so desired is 1.5 × what is wanted (going up a layer needs 1.33 ×), and never
+        // below the starting estimate, or a subscriber whose tiles were hidden for a while would
+        // come back with an estimate shrunk to its audio.
+        let wanted = total + audio;
+        let desired = (wanted * 3 / 2).max(transport::START_ESTIMATE_BPS);
+        if let Some(t) = self.transports.get_mut(&tid) {
+            t.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(wanted), Bitrate::bps(desired));
+            mark(&mut self.dirty, t);
+        }
+    }
+
     /// Every 250 ms: layers that went silent are no choice any more; needs are re-announced
-    /// (a layer's size becomes known with its first keyframe, which can change the choice).
+    /// (a layer's size becomes known with its first keyframe, which can change the choice);
+    /// subscribers' estimates are shared out again.
     fn tick_layers(&mut self, now: Instant) {
+        let senders: Vec<TransportId> = self
+            .transports
+            .values()
+            .filter(|t| t.role != TransportRole::Send && t.estimate.is_some())
+            .map(|t| t.id)
+            .collect();
+        for tid in senders {
+            self.allocate(tid);
+        }
         let at_us = self.micros(now);
         let mut simulcast = Vec::new();
         for p in self.producers.values_mut() {

@@ -812,7 +812,8 @@ fn simulcast_follows_the_tile_switches_on_keyframes_and_tells_the_publisher() {
     assert_eq!(
         got.last().map(|(l, _)| *l),
         Some(2),
-        "back to the top layer"
+        "back to the top layer: {:?}",
+        net.router.consumer_layers()
     );
     assert_eq!(
         layers_notices(&mut net).last().cloned(),
@@ -822,6 +823,31 @@ fn simulcast_follows_the_tile_switches_on_keyframes_and_tells_the_publisher() {
     let s = stats.iter().find(|s| s.producer == video).unwrap();
     assert_eq!((s.layers, s.current, s.height), (3, Some(2), 720));
     assert!(s.switches >= 1, "{s:?}");
+    // B's downlink estimate collapses (as str0m's TWCC estimator would report it; its own next
+    // report would overwrite ours, so the choice is checked right after the allocation): its
+    // share cannot carry the top layer any more, so it targets the smallest; with a large
+    // estimate it targets the top again.
+    let recv = net.router.participants[&pb].recv.unwrap();
+    let layers_of = |net: &Net| {
+        net.router
+            .consumer_layers()
+            .into_iter()
+            .find(|s| s.producer == video)
+            .unwrap()
+    };
+    net.router.transports.get_mut(&recv).unwrap().estimate = Some(10_000);
+    net.router.allocate(recv);
+    let s = layers_of(&net);
+    assert_eq!(
+        (s.target, s.estimate),
+        (Some(0), Some(0)),
+        "audio first, no room for video"
+    );
+    net.router.transports.get_mut(&recv).unwrap().estimate = Some(10_000_000);
+    net.router.allocate(recv);
+    let s = layers_of(&net);
+    assert_eq!(s.target, Some(2));
+    assert!(s.estimate.is_some_and(|e| e > 9_000_000), "{s:?}");
     // Garbage: a viewport for an unknown producer is refused.
     assert!(net
         .router

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Mid, Pt};
@@ -56,11 +57,25 @@ pub(crate) struct WebRtcTransport {
     pub queued_add: Vec<ConsumerId>,
     /// Receive transports: m-lines to stop in the next offer.
     pub queued_stop: Vec<Mid>,
+    /// Latest downlink estimate (TWCC), bits per second; `None` until str0m reports one.
+    pub estimate: Option<u64>,
 }
 
-/// Build one str0m `Rtc` the way every Rostrum transport needs it.
-pub(crate) fn new_rtc(now: Instant, candidates: &[Candidate]) -> Rtc {
-    let mut rtc = RtcConfig::new()
+/// Where the bandwidth estimate of a transport that sends media starts: enough for a top layer
+/// and two mid ones, so a new subscriber starts sharp and the estimate only ever has to come down
+/// on a link that cannot carry it.
+pub(crate) const START_ESTIMATE_BPS: u64 = 2_500_000;
+
+/// Build one str0m `Rtc` the way every Rostrum transport needs it; `sends` = it carries media to
+/// the peer, so it estimates the peer's downlink (TWCC) for simulcast layer choice.
+pub(crate) fn new_rtc(now: Instant, candidates: &[Candidate], sends: bool) -> Rtc {
+    let config = RtcConfig::new();
+    let config = if sends {
+        config.enable_bwe(Some(Bitrate::bps(START_ESTIMATE_BPS)))
+    } else {
+        config
+    };
+    let mut rtc = config
         // The SFU never re-packetizes: it forwards RTP as it came.
         .set_rtp_mode(true)
         // Like mediasoup: the server is ICE-lite, the client does the checks.
@@ -89,7 +104,7 @@ impl WebRtcTransport {
             id,
             role,
             owner,
-            rtc: new_rtc(now, candidates),
+            rtc: new_rtc(now, candidates, role != TransportRole::Send),
             next_timeout: None,
             dirty: false,
             connected: false,
@@ -99,6 +114,7 @@ impl WebRtcTransport {
             pending: None,
             queued_add: Vec::new(),
             queued_stop: Vec::new(),
+            estimate: None,
         }
     }
 
