@@ -96,7 +96,7 @@ function rssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** CPU seconds of `rootPid` and all its descendants (processes alive now). */
+/** CPU seconds of `rootPid` and all its descendants (processes alive now), in all and per chromium --type. */
 function treeCpuSeconds(rootPid) {
   const parent = new Map();
   const cpu = new Map();
@@ -113,16 +113,40 @@ function treeCpuSeconds(rootPid) {
   }
   let sum = 0;
   let procs = 0;
+  const perPid = {};
   for (const [pid, c] of cpu) {
     for (let p = pid, hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) {
       if (p === rootPid) {
         sum += c;
         procs++;
+        let type = 'browser';
+        try {
+          const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+          type = cmd.match(/--type=([a-z-]+)/)?.[1] ?? 'browser';
+          if (type === 'utility') type = cmd.match(/--utility-sub-type=([\w.]+)/)?.[1] ?? type;
+        } catch {
+          /* exited */
+        }
+        perPid[pid] = { type, cpu: c };
         break;
       }
     }
   }
-  return { sum, procs };
+  return { sum, procs, perPid };
+}
+
+/** Chromium's CPU over the window per process type (% of one core), from two treeCpuSeconds reads. */
+function cpuByType(a, b, dt) {
+  const out = {};
+  for (const [pid, x] of Object.entries(b.perPid)) {
+    const before = a.perPid[pid]?.cpu ?? 0; // a process born in the window counts from 0
+    out[x.type] = (out[x.type] ?? 0) + (x.cpu - before);
+  }
+  return Object.fromEntries(
+    Object.entries(out)
+      .sort((x, y) => y[1] - x[1])
+      .map(([k, v]) => [k, r1((100 * v) / dt)]),
+  );
 }
 
 /** Per core: [busy, total] jiffies from /proc/stat. */
@@ -389,6 +413,7 @@ async function runMode(simulcast, { binary, notes }) {
     const c0 = cpuSeconds(spid);
     const b0 = bpid ? treeCpuSeconds(bpid) : null;
     const k0 = coreTimes();
+    const n0 = process.cpuUsage();
     const t0 = Date.now();
     const s0 = [];
     for (const p of pages) s0.push(await snapshot(p));
@@ -405,6 +430,7 @@ async function runMode(simulcast, { binary, notes }) {
     const c1 = cpuSeconds(spid);
     const b1 = bpid ? treeCpuSeconds(bpid) : null;
     const k1 = coreTimes();
+    const n1 = process.cpuUsage(n0);
     const t1 = Date.now();
     const s1 = [];
     for (const p of pages) s1.push(await snapshot(p));
@@ -479,8 +505,22 @@ async function runMode(simulcast, { binary, notes }) {
         consumerLayerHeightSamples: countBy(heightSamples.map(String)),
         pausedSamples: pausedSamples.filter((x) => x === 1).length,
       },
-      chromium: b0 && b1 ? { cpuPercentOfOneCore: r1((100 * (b1.sum - b0.sum)) / dt), processes: b1.procs } : null,
+      chromium: b0 && b1 ? { cpuPercentOfOneCore: r1((100 * (b1.sum - b0.sum)) / dt), processes: b1.procs, byType: cpuByType(b0, b1, dt) } : null,
       coreBusyPercent: cores,
+      // Busy time of all cores not spent by the server, chromium or this script: anything else running (a
+      // compiler, another test) shows here and makes the run suspect.
+      otherCpuPercentOfOneCore:
+        b0 && b1
+          ? r1(
+              (100 *
+                (Object.keys(k1).reduce((acc, c) => acc + (k1[c][0] - k0[c][0]), 0) / CLK_TCK -
+                  (c1 - c0) -
+                  (b1.sum - b0.sum) -
+                  (n1.user + n1.system) / 1e6)) /
+                dt,
+            )
+          : null,
+      benchScriptCpuPercentOfOneCore: r1((100 * (n1.user + n1.system)) / 1e6 / dt),
       perParticipant: parts,
     };
   } catch (e) {
@@ -552,6 +592,8 @@ function table(results) {
     }, {}))),
     row('share of window limited by cpu / bandwidth (p50 per encoding)', (r) => `${r.limitedShareP50.cpu} / ${r.limitedShareP50.bandwidth}`),
     row(`chromium CPU, % of one core (${N} pages, all its processes, cores ${BROWSER_CORES})`, (r) => r.chromium?.cpuPercentOfOneCore ?? '–'),
+    row('chromium CPU by process type, % of one core', (r) => (r.chromium ? fmtCounts(Object.fromEntries(Object.entries(r.chromium.byType).map(([k, v]) => [k, v])), 4).replace(/ ×/g, ' ') : '–')),
+    row('other processes\' CPU in the window, % of one core (should be ~0)', (r) => r.otherCpuPercentOfOneCore ?? '–'),
     row('core busy %', (r) => Object.entries(r.coreBusyPercent).map(([c, v]) => `${c} ${v}`).join(', ')),
   ];
   return lines.join('\n');

@@ -73,6 +73,7 @@ pub async fn serve(c: Config) -> anyhow::Result<()> {
         enable_tcp: c.ice_tcp,
         router: RouterOptions {
             max_participants: c.room_cap,
+            bandwidth_estimation: c.bandwidth_estimation,
             ..Default::default()
         },
     })

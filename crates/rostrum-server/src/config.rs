@@ -25,6 +25,9 @@ pub struct Config {
     pub web_root: PathBuf,
     /// Most participants on one stage.
     pub room_cap: usize,
+    /// Estimate each subscriber's downlink (TWCC) and lower simulcast layers it cannot carry.
+    /// Off by default: with it on, str0m's pacer starved a WHEP viewer's audio in a test.
+    pub bandwidth_estimation: bool,
     /// `tracing` filter, e.g. `info` or `rostrum_sfu=debug,info`.
     pub log: String,
     /// Run the compositor here: every room with people on stage is mixed into an HLS broadcast.
@@ -53,6 +56,7 @@ impl Default for Config {
             ice_tcp: true,
             web_root: PathBuf::from("web/dist"),
             room_cap: 9,
+            bandwidth_estimation: false,
             log: "info".into(),
             broadcast: true,
             mixer: None,

@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Most participants on one stage.
     #[arg(long, env = "ROSTRUM_ROOM_CAP")]
     room_cap: Option<usize>,
+    /// Estimate subscribers' downlinks (TWCC) for simulcast layer choice (env: 1/0).
+    #[arg(long, env = "ROSTRUM_BANDWIDTH_ESTIMATION", value_parser = clap::builder::BoolishValueParser::new())]
+    bandwidth_estimation: bool,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "ROSTRUM_LOG")]
     log: Option<String>,
@@ -122,6 +125,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.room_cap {
             c.room_cap = v;
+        }
+        if self.bandwidth_estimation {
+            c.bandwidth_estimation = true;
         }
         if let Some(v) = &self.log {
             c.log = v.clone();

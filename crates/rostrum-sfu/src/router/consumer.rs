@@ -26,6 +26,8 @@ pub(crate) struct Consumer {
     pub state: ConsumerState,
     /// Producer payload type → the payload type this consumer's peer uses for the same codec.
     pub pt_map: HashMap<Pt, Option<Pt>>,
+    /// Audio: the producer sequence number of the first packet sent, so ours start at 1.
+    pub seq_base: Option<u64>,
     /// Video only: the layer it gets (tile size, hidden, estimate) and its rewriting.
     pub video: Option<VideoOut>,
 }

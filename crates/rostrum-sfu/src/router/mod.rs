@@ -48,6 +48,10 @@ pub struct RouterOptions {
     pub connect_timeout: Duration,
     /// Most m-lines accepted in one client offer.
     pub max_tracks_per_offer: usize,
+    /// Estimate subscribers' downlinks (str0m TWCC) and lower the simulcast layers they cannot
+    /// carry. Off by default: with it on, str0m's pacer starved a WHEP viewer's audio (28–38 of
+    /// ~200 packets in 4 s in `whip_whep.rs`), not understood yet.
+    pub bandwidth_estimation: bool,
 }
 
 impl Default for RouterOptions {
@@ -59,6 +63,7 @@ impl Default for RouterOptions {
             inactivity_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(20),
             max_tracks_per_offer: 16,
+            bandwidth_estimation: false,
         }
     }
 }
@@ -310,8 +315,6 @@ pub struct Router {
     whep_free_mids: HashMap<TransportId, Vec<(Mid, MediaKind)>>,
     /// Plain-RTP consumers (towards the mixer), by their transport id.
     plain: HashMap<TransportId, PlainConsumer>,
-    /// Per consumer: the producer sequence number its first packet had.
-    seq_base: HashMap<ConsumerId, u64>,
     out: VecDeque<RouterOutput>,
     /// Transports with output to drain (see [`mark`]).
     dirty: Vec<TransportId>,
@@ -341,6 +344,50 @@ fn mark(list: &mut Vec<TransportId>, t: &mut WebRtcTransport) {
     }
 }
 
+/// What the forwarding path knows of one incoming packet besides the packet.
+struct PacketAt {
+    layer: Layer,
+    keyframe: bool,
+    /// Arrival, on the simulcast clock.
+    at_us: u64,
+    clock: u32,
+}
+
+/// Where one packet lands in one consumer's stream, or `None` when it is not for it. Video goes
+/// through the consumer's layer choice and rewriting (the layer it waits a keyframe of is added
+/// to `want_keyframes`, switches to `switches`); audio is rebased so the consumer's sequence
+/// numbers start at 1 (rollover counter 0), whatever the producer's were when it joined.
+fn place(
+    video: Option<&mut VideoOut>,
+    seq_base: &mut Option<u64>,
+    pkt: &RtpPacket,
+    at: &PacketAt,
+    layers: &[simulcast::LayerInfo],
+    want_keyframes: &mut u8,
+    switches: &mut u64,
+) -> Option<(u64, u32)> {
+    let Some(v) = video else {
+        let base = *seq_base.get_or_insert(*pkt.seq_no);
+        let seq = (*pkt.seq_no + 1).checked_sub(base)?;
+        return Some((seq, pkt.header.timestamp));
+    };
+    let before = v.selector.switches();
+    let out = v.on_packet(
+        at.layer,
+        at.keyframe,
+        layers,
+        *pkt.seq_no,
+        pkt.header.timestamp,
+        at.at_us,
+        at.clock,
+    );
+    *switches += v.selector.switches() - before;
+    if let Some(l) = v.selector.wants_keyframe(layers) {
+        *want_keyframes |= 1 << l.min(7);
+    }
+    out
+}
+
 impl Router {
     pub fn new(room: RoomId, opts: RouterOptions) -> Self {
         Router {
@@ -354,7 +401,6 @@ impl Router {
             producer_by_mid: HashMap::new(),
             consumer_by_mid: HashMap::new(),
             whep_free_mids: HashMap::new(),
-            seq_base: HashMap::new(),
             plain: HashMap::new(),
             out: VecDeque::new(),
             dirty: Vec::new(),
@@ -812,7 +858,8 @@ impl Router {
         owner: TransportOwner,
     ) -> TransportId {
         let id = TransportId::random();
-        let mut t = WebRtcTransport::new(id, role, owner, now, &self.opts.candidates);
+        let bwe = self.opts.bandwidth_estimation && role != TransportRole::Send;
+        let mut t = WebRtcTransport::new(id, role, owner, now, &self.opts.candidates, bwe);
         let ufrag = t.ufrag();
         mark(&mut self.dirty, &mut t);
         self.transports.insert(id, t);
@@ -836,7 +883,6 @@ impl Router {
                 if let Some(pr) = self.producers.get_mut(&c.producer) {
                     pr.consumers.retain(|x| *x != cid);
                 }
-                self.seq_base.remove(&cid);
             }
         }
         self.consumer_by_mid.retain(|(t, _), _| *t != tid);
@@ -932,7 +978,6 @@ impl Router {
             let Some(c) = self.consumers.remove(&cid) else {
                 continue;
             };
-            self.seq_base.remove(&cid);
             let Some(t) = self.transports.get_mut(&c.transport) else {
                 continue;
             };
@@ -977,6 +1022,7 @@ impl Router {
                 mid: None,
                 state: ConsumerState::Queued,
                 pt_map: HashMap::new(),
+                seq_base: None,
                 video: (producer.kind == MediaKind::Video).then(VideoOut::default),
             },
         );
@@ -1026,6 +1072,7 @@ impl Router {
                     mid: Some(mid),
                     state: ConsumerState::Active,
                     pt_map: HashMap::new(),
+                    seq_base: None,
                     video: (kind == MediaKind::Video).then(VideoOut::default),
                 },
             );
@@ -1342,7 +1389,12 @@ impl Router {
         if producer.muted {
             return;
         }
-        let clock = src_params.spec().clock_rate.get();
+        let at = PacketAt {
+            layer,
+            keyframe,
+            at_us,
+            clock: src_params.spec().clock_rate.get(),
+        };
         let ext = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
@@ -1373,36 +1425,16 @@ impl Router {
             let Some(pt) = pt else {
                 continue;
             };
-            let (seq, ts) = match c.video.as_mut() {
-                Some(v) => {
-                    let before = v.selector.switches();
-                    let out = v.on_packet(
-                        layer,
-                        keyframe,
-                        layers,
-                        *pkt.seq_no,
-                        pkt.header.timestamp,
-                        at_us,
-                        clock,
-                    );
-                    self.stats.layer_switches += v.selector.switches() - before;
-                    if let Some(l) = v.selector.wants_keyframe(layers) {
-                        want_keyframes |= 1 << l.min(7);
-                    }
-                    match out {
-                        Some(o) => o,
-                        None => continue,
-                    }
-                }
-                None => {
-                    // Each consumer's sequence numbers start near zero (rollover counter 0),
-                    // whatever the producer's extended sequence number is when it joins.
-                    let base = *self.seq_base.entry(*cid).or_insert(*pkt.seq_no);
-                    match (*pkt.seq_no + 1).checked_sub(base) {
-                        Some(seq) => (seq, pkt.header.timestamp),
-                        None => continue,
-                    }
-                }
+            let Some((seq, ts)) = place(
+                c.video.as_mut(),
+                &mut c.seq_base,
+                &pkt,
+                &at,
+                layers,
+                &mut want_keyframes,
+                &mut self.stats.layer_switches,
+            ) else {
+                continue;
             };
             let mut api = ct.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
@@ -1418,7 +1450,7 @@ impl Router {
             self.stats.rtp_forwarded += 1;
             self.stats.bytes_forwarded += pkt.payload.len() as u64;
         }
-        want_keyframes |= self.forward_plain(now, pr, layer, keyframe, at_us, clock, &pkt);
+        want_keyframes |= self.forward_plain(now, pr, &at, &pkt);
         if want_keyframes != 0 {
             self.request_keyframe_layers(now, pr, want_keyframes);
         }
@@ -1428,15 +1460,11 @@ impl Router {
     /// for video, timestamps rewritten across layer switches), plus a sender report a second so
     /// the mixer can line up audio and video of one participant. Returns the layers a plain
     /// consumer waits for a keyframe of.
-    #[allow(clippy::too_many_arguments)]
     fn forward_plain(
         &mut self,
         now: Instant,
         pr: ProducerId,
-        layer: Layer,
-        keyframe: bool,
-        at_us: u64,
-        clock: u32,
+        at: &PacketAt,
         pkt: &RtpPacket,
     ) -> u8 {
         let Some(producer) = self.producers.get(&pr) else {
@@ -1445,32 +1473,17 @@ impl Router {
         let layers = producer.layers.infos();
         let mut want_keyframes = 0u8;
         for p in self.plain.values_mut().filter(|p| p.producer == pr) {
-            let (seq, ts) = match p.video.as_mut() {
-                Some(v) => {
-                    let out = v.on_packet(
-                        layer,
-                        keyframe,
-                        layers,
-                        *pkt.seq_no,
-                        pkt.header.timestamp,
-                        at_us,
-                        clock,
-                    );
-                    if let Some(l) = v.selector.wants_keyframe(layers) {
-                        want_keyframes |= 1 << l.min(7);
-                    }
-                    match out {
-                        Some(o) => o,
-                        None => continue,
-                    }
-                }
-                None => {
-                    let base = *p.seq_base.get_or_insert(*pkt.seq_no);
-                    match (*pkt.seq_no + 1).checked_sub(base) {
-                        Some(seq) => (seq, pkt.header.timestamp),
-                        None => continue,
-                    }
-                }
+            let mut switches = 0;
+            let Some((seq, ts)) = place(
+                p.video.as_mut(),
+                &mut p.seq_base,
+                pkt,
+                at,
+                layers,
+                &mut want_keyframes,
+                &mut switches,
+            ) else {
+                continue;
             };
             let bytes = crate::rtp::write_rtp(
                 p.pt,
@@ -1487,7 +1500,12 @@ impl Router {
             self.stats.rtp_forwarded += 1;
             self.stats.bytes_forwarded += pkt.payload.len() as u64;
             // The sender report of the layer being forwarded, in the output's timestamps.
-            let Some(si) = producer.sender_info.get(layer as usize).copied().flatten() else {
+            let Some(si) = producer
+                .sender_info
+                .get(at.layer as usize)
+                .copied()
+                .flatten()
+            else {
                 continue;
             };
             if p.last_sr

@@ -99,12 +99,13 @@ impl WebRtcTransport {
         owner: TransportOwner,
         now: Instant,
         candidates: &[Candidate],
+        bwe: bool,
     ) -> Self {
         WebRtcTransport {
             id,
             role,
             owner,
-            rtc: new_rtc(now, candidates, role != TransportRole::Send),
+            rtc: new_rtc(now, candidates, bwe),
             next_timeout: None,
             dirty: false,
             connected: false,
