@@ -9,9 +9,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { dumpConsole, launchBrowser, log, newParticipantPage, sleep, stageUrl, startServer, waitJoined } from './helpers.mjs';
-
-const uniqueRoom = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+import {
+  dumpConsole,
+  launchBrowser,
+  log,
+  newParticipantPage,
+  sleep,
+  stageUrl,
+  startServer,
+  uniqueRoom,
+  waitJoined,
+} from './helpers.mjs';
 
 async function status(server, room) {
   const r = await fetch(`${server.origin}/api/broadcasts/${room}`);

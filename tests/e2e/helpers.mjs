@@ -243,3 +243,17 @@ export function dumpConsole(pages) {
     console.log(p.consoleLines.slice(-30).join('\n'));
   }
 }
+
+/** A room name no other test (or earlier run) uses. */
+export const uniqueRoom = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+
+/** Runs `fn`, and on failure prints the pages' consoles and the server's log tail before rethrowing. */
+export async function withDiagnostics(server, pages, fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    dumpConsole(pages);
+    console.log('--- server output (tail) ---\n' + server.output().split('\n').slice(-80).join('\n'));
+    throw e;
+  }
+}

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  dumpConsole,
   io,
   launchBrowser,
   log,
@@ -15,22 +14,11 @@ import {
   stageUrl,
   startServer,
   tilesRendering,
+  uniqueRoom,
   waitJoined,
   waitMediaFlowing,
+  withDiagnostics,
 } from './helpers.mjs';
-
-const uniqueRoom = (p) => `${p}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
-
-/** Runs `fn`, and on failure prints the pages' consoles and the server's log tail before rethrowing. */
-async function withDiagnostics(server, pages, fn) {
-  try {
-    return await fn();
-  } catch (e) {
-    dumpConsole(pages);
-    console.log('--- server output (tail) ---\n' + server.output().split('\n').slice(-80).join('\n'));
-    throw e;
-  }
-}
 
 describe('stage: 3 join at once, one leaves, one joins late', { timeout: 180000 }, () => {
   let server;
